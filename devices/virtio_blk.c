@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The I/O thread waits on the queue's notify eventfd (and a stop eventfd),
+ * pops every available request under the transport lock, does the I/O
+ * straight into guest memory without the lock, then pushes the results
+ * under the lock. A driver reset waits until no I/O is in flight (so the
+ * device never writes guest memory after reset) and bumps a generation
+ * so results of the old incarnation are dropped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "devices/virtio_blk.h"
+#include "devices/virtio_mmio.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define VIRTIO_ID_BLOCK         2
+#define VIRTIO_BLK_F_SEG_MAX    (1ULL << 2)
+#define VIRTIO_BLK_F_RO         (1ULL << 5)
+#define VIRTIO_BLK_F_BLK_SIZE   (1ULL << 6)
+#define VIRTIO_BLK_F_FLUSH      (1ULL << 9)
+#define VIRTIO_BLK_F_DISCARD    (1ULL << 13)
+#define VIRTIO_BLK_F_WRITE_ZEROES (1ULL << 14)
+
+#define VIRTIO_BLK_T_IN         0
+#define VIRTIO_BLK_T_OUT        1
+#define VIRTIO_BLK_T_FLUSH      4
+#define VIRTIO_BLK_T_GET_ID     8
+#define VIRTIO_BLK_T_DISCARD    11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK         0
+#define VIRTIO_BLK_S_IOERR      1
+#define VIRTIO_BLK_S_UNSUPP     2
+
+#define SECTOR_SHIFT            9
+#define BLK_ID_BYTES            20
+#define BLK_QUEUE_SIZE          256
+#define BLK_BATCH               32
+#define BLK_MAX_DISCARD_SECTORS (1U << 22)      /* 2 GiB per range */
+
+struct blk_config {             /* virtio 1.1, 5.2.4 */
+	uint64_t capacity;
+	uint32_t size_max;
+	uint32_t seg_max;
+	uint16_t cylinders;
+	uint8_t heads;
+	uint8_t sectors;
+	uint32_t blk_size;
+	uint8_t physical_block_exp;
+	uint8_t alignment_offset;
+	uint16_t min_io_size;
+	uint32_t opt_io_size;
+	uint8_t writeback;
+	uint8_t unused0[3];
+	uint32_t max_discard_sectors;
+	uint32_t max_discard_seg;
+	uint32_t discard_sector_alignment;
+	uint32_t max_write_zeroes_sectors;
+	uint32_t max_write_zeroes_seg;
+	uint8_t write_zeroes_may_unmap;
+	uint8_t unused1[3];
+} __attribute__((packed));
+
+struct blk_req_hdr {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+
+struct blk_discard_range {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+
+struct blk {
+	struct virtio_device *dev;
+	struct disk_config cfg;
+	char path[PATH_MAX];
+	char serial[BLK_ID_BYTES + 1];
+	int fd;
+	uint64_t size;                  /* bytes, a multiple of 512 */
+	struct blk_config config;
+	pthread_t thread;
+	bool thread_started;
+	int stop_fd;
+	/* In-flight tracking for reset (see top of file). */
+	pthread_mutex_t io_lock;
+	pthread_cond_t io_idle;
+	bool io_busy;
+	uint64_t generation;
+	struct vq_elem elems[BLK_BATCH];
+	uint32_t written[BLK_BATCH];
+};
+
+int disk_config_parse(char *arg, struct disk_config *cfg)
+{
+	char *opt;
+
+	memset(cfg, 0, sizeof(*cfg));
+	/* strsep, not strtok: ",readonly" must not read as path "readonly". */
+	cfg->path = strsep(&arg, ",");
+	if (!cfg->path || !*cfg->path) {
+		pr_err("--disk: missing image path");
+		return -1;
+	}
+	while ((opt = strsep(&arg, ","))) {
+		if (!strcmp(opt, "readonly") || !strcmp(opt, "ro")) {
+			cfg->readonly = true;
+		} else if (!strncmp(opt, "serial=", 7) && strlen(opt + 7) <= BLK_ID_BYTES) {
+			cfg->serial = opt + 7;
+		} else {
+			pr_err("--disk %s: unknown or bad option '%s' (readonly, serial=ID of up to 20 bytes)",
+			       cfg->path, opt);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Total bytes the request's data segments cover, with the header and the
+ * status byte removed: out[] past 16 header bytes; in[] minus its last byte. */
+static int blk_data_iov(const struct vq_elem *e, bool to_guest, struct iovec *iov,
+			unsigned *n, uint64_t *len)
+{
+	const struct iovec *src = to_guest ? e->in : e->out;
+	unsigned cnt = to_guest ? e->n_in : e->n_out;
+	size_t skip = to_guest ? 0 : sizeof(struct blk_req_hdr);
+	uint64_t total = (to_guest ? e->in_len - 1 : e->out_len - skip);
+
+	*n = 0;
+	*len = total;
+	for (unsigned i = 0; i < cnt && total; i++) {
+		size_t seg = src[i].iov_len;
+
+		if (skip >= seg) {
+			skip -= seg;
+			continue;
+		}
+		seg -= skip;
+		if (seg > total)
+			seg = total;
+		iov[(*n)++] = (struct iovec){ (uint8_t *)src[i].iov_base + skip, seg };
+		total -= seg;
+		skip = 0;
+	}
+	return 0;
+}
+
+static bool blk_range_ok(const struct blk *b, uint64_t sector, uint64_t len)
+{
+	uint64_t off;
+
+	if (sector > b->size >> SECTOR_SHIFT || len % 512)
+		return false;
+	off = sector << SECTOR_SHIFT;
+	return len <= b->size - off;
+}
+
+static uint8_t blk_rw(struct blk *b, const struct vq_elem *e, uint64_t sector, bool read,
+		      uint32_t *written)
+{
+	struct iovec iov[VQ_MAX_SG];
+	unsigned n;
+	uint64_t len, done = 0;
+	off_t off = (off_t)(sector << SECTOR_SHIFT);
+
+	blk_data_iov(e, read, iov, &n, &len);
+	if (!blk_range_ok(b, sector, len))
+		return VIRTIO_BLK_S_IOERR;
+	if (!read && b->cfg.readonly)
+		return VIRTIO_BLK_S_IOERR;
+	while (done < len) {
+		ssize_t r = read ? preadv(b->fd, iov, (int)n, off) : pwritev(b->fd, iov, (int)n, off);
+		size_t adv;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return VIRTIO_BLK_S_IOERR;
+		/* Short transfer: advance the iovecs and go on. */
+		done += (uint64_t)r;
+		off += r;
+		adv = (size_t)r;
+		while (n && adv >= iov[0].iov_len) {
+			adv -= iov[0].iov_len;
+			memmove(iov, iov + 1, --n * sizeof(iov[0]));
+		}
+		if (n) {
+			iov[0].iov_base = (uint8_t *)iov[0].iov_base + adv;
+			iov[0].iov_len -= adv;
+		}
+	}
+	if (read)
+		*written = (uint32_t)len;
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t blk_discard(struct blk *b, const struct vq_elem *e)
+{
+	struct blk_discard_range r;
+	size_t off = sizeof(struct blk_req_hdr);
+	uint64_t nranges = (e->out_len - off) / sizeof(r);
+
+	if (b->cfg.readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (nranges != 1 || (e->out_len - off) % sizeof(r))
+		return VIRTIO_BLK_S_UNSUPP;     /* we advertise max_*_seg = 1 */
+	iov_to_buf(e->out, e->n_out, off, &r, sizeof(r));
+	if (r.num_sectors > BLK_MAX_DISCARD_SECTORS ||
+	    !blk_range_ok(b, r.sector, (uint64_t)r.num_sectors << SECTOR_SHIFT))
+		return VIRTIO_BLK_S_IOERR;
+	/* Punching a hole reads back as zeroes: good for both discard and write-zeroes. */
+	if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(r.sector << SECTOR_SHIFT), (off_t)r.num_sectors << SECTOR_SHIFT) < 0)
+		return VIRTIO_BLK_S_IOERR;
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t blk_get_id(struct blk *b, const struct vq_elem *e, uint32_t *written)
+{
+	struct iovec iov[VQ_MAX_SG];
+	unsigned n;
+	uint64_t len;
+	char id[BLK_ID_BYTES] = { 0 };
+
+	blk_data_iov(e, true, iov, &n, &len);
+	memcpy(id, b->serial, strnlen(b->serial, BLK_ID_BYTES));
+	*written = (uint32_t)iov_from_buf(iov, n, 0, id, len < BLK_ID_BYTES ? len : BLK_ID_BYTES);
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Serve one request; returns the bytes written into the guest's buffers. */
+static uint32_t blk_handle(struct blk *b, struct vq_elem *e)
+{
+	struct blk_req_hdr h;
+	uint32_t written = 0;
+	uint8_t status;
+
+	if (e->out_len < sizeof(h) || e->in_len < 1) {
+		/* No room even for a status byte: nothing we can say. */
+		return 0;
+	}
+	iov_to_buf(e->out, e->n_out, 0, &h, sizeof(h));
+	switch (h.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		status = blk_rw(b, e, h.sector, h.type == VIRTIO_BLK_T_IN, &written);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		status = fdatasync(b->fd) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		status = blk_get_id(b, e, &written);
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		status = blk_discard(b, e);
+		break;
+	default:
+		status = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+	iov_from_buf(e->in, e->n_in, e->in_len - 1, &status, 1);
+	return written + 1;
+}
+
+/* Pop up to BLK_BATCH requests. Returns how many; -1 if the ring is bad. */
+static int blk_pop_batch(struct blk *b, uint64_t *gen)
+{
+	struct virtio_device *d = b->dev;
+	int n = 0, r = 0;
+
+	pthread_mutex_lock(&d->lock);
+	*gen = b->generation;
+	while (n < BLK_BATCH && virtio_live(d) &&
+	       (r = vq_pop(&d->vqs[0], &d->vm->mem, &b->elems[n])) > 0)
+		n++;
+	if (r < 0) {
+		virtio_needs_reset(d, "malformed descriptor chain");
+		n = 0;
+	}
+	if (n) {
+		pthread_mutex_lock(&b->io_lock);
+		b->io_busy = true;
+		pthread_mutex_unlock(&b->io_lock);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+static void blk_complete_batch(struct blk *b, int n, uint64_t gen)
+{
+	struct virtio_device *d = b->dev;
+	struct virtqueue *vq = &d->vqs[0];
+
+	pthread_mutex_lock(&b->io_lock);
+	b->io_busy = false;
+	pthread_cond_broadcast(&b->io_idle);
+	pthread_mutex_unlock(&b->io_lock);
+	pthread_mutex_lock(&d->lock);
+	if (gen == b->generation && virtio_live(d)) {
+		for (int i = 0; i < n; i++)
+			vq_push(vq, &d->vm->mem, &b->elems[i], b->written[i]);
+		if (vq_should_notify(vq))
+			virtio_signal_used(d);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void *blk_thread(void *arg)
+{
+	struct blk *b = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = b->dev->notify_fd[0], .events = POLLIN },
+		{ .fd = b->stop_fd, .events = POLLIN },
+	};
+
+	pthread_setname_np(pthread_self(), "blk-io");
+	for (;;) {
+		uint64_t gen, v;
+		int n;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		if (eventfd_read(b->dev->notify_fd[0], &v) < 0)
+			continue;
+		/* Drain: requests may arrive while we serve the previous batch. */
+		while ((n = blk_pop_batch(b, &gen)) > 0) {
+			for (int i = 0; i < n; i++)
+				b->written[i] = blk_handle(b, &b->elems[i]);
+			blk_complete_batch(b, n, gen);
+		}
+	}
+	return NULL;
+}
+
+static void blk_reset(struct virtio_device *d)
+{
+	struct blk *b = d->priv;
+
+	pthread_mutex_lock(&b->io_lock);
+	b->generation++;
+	while (b->io_busy)
+		pthread_cond_wait(&b->io_idle, &b->io_lock);
+	pthread_mutex_unlock(&b->io_lock);
+}
+
+static void blk_config_read(struct virtio_device *d, uint32_t off, uint8_t *data, unsigned len)
+{
+	struct blk *b = d->priv;
+
+	memcpy(data, (uint8_t *)&b->config + off, len);
+}
+
+static void blk_activate(struct virtio_device *d)
+{
+	/* Requests that were kicked before DRIVER_OK are served now. */
+	eventfd_write(d->notify_fd[0], 1);
+}
+
+static void blk_destroy(struct virtio_device *d)
+{
+	struct blk *b = d->priv;
+
+	if (!b)
+		return;
+	if (b->thread_started) {
+		eventfd_write(b->stop_fd, 1);
+		pthread_join(b->thread, NULL);
+	}
+	if (b->stop_fd >= 0)
+		close(b->stop_fd);
+	if (b->fd >= 0)
+		close(b->fd);
+	pthread_mutex_destroy(&b->io_lock);
+	pthread_cond_destroy(&b->io_idle);
+	free(b);
+}
+
+static const struct virtio_device_ops blk_ops = {
+	.name = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.num_queues = 1,
+	.queue_max = BLK_QUEUE_SIZE,
+	.features = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
+		    VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES,
+	.config_size = sizeof(struct blk_config),
+	.config_read = blk_config_read,
+	.activate = blk_activate,
+	.reset = blk_reset,
+	.destroy = blk_destroy,
+};
+
+static const struct virtio_device_ops blk_ro_ops = {
+	.name = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.num_queues = 1,
+	.queue_max = BLK_QUEUE_SIZE,
+	.features = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
+		    VIRTIO_BLK_F_RO,
+	.config_size = sizeof(struct blk_config),
+	.config_read = blk_config_read,
+	.activate = blk_activate,
+	.reset = blk_reset,
+	.destroy = blk_destroy,
+};
+
+static int blk_open(struct blk *b)
+{
+	struct flock lk = { .l_type = b->cfg.readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
+	struct stat st;
+
+	b->fd = open(b->path, (b->cfg.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (b->fd < 0) {
+		pr_err("--disk %s: %s", b->path, strerror(errno));
+		return -1;
+	}
+	if (fstat(b->fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		pr_err("--disk %s: not a regular file or block device", b->path);
+		return -1;
+	}
+	if (fcntl(b->fd, F_OFD_SETLK, &lk) < 0) {
+		pr_err("--disk %s: image is in use by another process (%s)", b->path,
+		       strerror(errno));
+		return -1;
+	}
+	b->size = (uint64_t)(S_ISBLK(st.st_mode) ? lseek(b->fd, 0, SEEK_END) : st.st_size);
+	b->size &= ~511ULL;
+	return 0;
+}
+
+static void blk_fill_config(struct blk *b)
+{
+	struct blk_config *c = &b->config;
+
+	c->capacity = b->size >> SECTOR_SHIFT;
+	c->seg_max = VQ_MAX_SG - 2;
+	c->blk_size = 512;
+	c->max_discard_sectors = BLK_MAX_DISCARD_SECTORS;
+	c->max_discard_seg = 1;
+	c->discard_sector_alignment = 4096 >> SECTOR_SHIFT;
+	c->max_write_zeroes_sectors = BLK_MAX_DISCARD_SECTORS;
+	c->max_write_zeroes_seg = 1;
+	c->write_zeroes_may_unmap = 1;
+}
+
+int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
+{
+	struct blk *b = calloc(1, sizeof(*b));
+	int err;
+
+	if (!b)
+		return -1;
+	b->cfg = *cfg;
+	b->fd = b->stop_fd = -1;
+	snprintf(b->path, sizeof(b->path), "%s", cfg->path);
+	b->cfg.path = b->path;
+	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial ? cfg->serial : "");
+	pthread_mutex_init(&b->io_lock, NULL);
+	pthread_cond_init(&b->io_idle, NULL);
+	b->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (b->stop_fd < 0 || blk_open(b) < 0) {
+		blk_destroy(&(struct virtio_device){ .priv = b });
+		return -1;
+	}
+	blk_fill_config(b);
+	b->dev = virtio_mmio_create(vm, cfg->readonly ? &blk_ro_ops : &blk_ops, b);
+	if (!b->dev)
+		return -1;
+	err = pthread_create(&b->thread, NULL, blk_thread, b);
+	if (err) {
+		pr_err("--disk %s: cannot start the I/O thread: %s", b->path, strerror(err));
+		return -1;
+	}
+	b->thread_started = true;
+	return 0;
+}

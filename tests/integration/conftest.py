@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: MIT
+"""Shared harness for integration tests: real minivmm processes on /dev/kvm.
+
+Every wait is for a marker on the console with a timeout, never a fixed sleep.
+"""
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MINIVMM = os.path.join(ROOT, "minivmm")
+GUEST = os.path.join(ROOT, "tests", "guest", "guest.elf")
+CACHE = os.environ.get("MINIVMM_CACHE", os.path.expanduser("~/.cache/minivmm"))
+
+
+def pytest_configure(config):
+    # Fail the whole run, loudly, rather than skipping: these tests are the point.
+    if not os.path.exists("/dev/kvm"):
+        raise pytest.UsageError("/dev/kvm is missing: the integration tests need KVM")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        raise pytest.UsageError("/dev/kvm is not accessible: run as root or join group kvm")
+    for path in (MINIVMM, GUEST):
+        if not os.path.exists(path):
+            raise pytest.UsageError(f"{path} is missing: run make first")
+
+
+class Proc:
+    """A process whose stdout+stderr lines are collected by a reader thread."""
+
+    def __init__(self, argv, stdin=subprocess.PIPE, env=None, merge_stderr=True):
+        self.argv = argv
+        self.lines = []
+        self.err_lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            argv, stdin=stdin, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            env=env, start_new_session=True)
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),
+                                          daemon=True)]
+        if not merge_stderr:
+            self._readers.append(threading.Thread(target=self._read,
+                                                  args=(self.proc.stderr, self.err_lines),
+                                                  daemon=True))
+        for r in self._readers:
+            r.start()
+
+    def _read(self, stream, sink):
+        buf = b""
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(4096)
+            if not chunk:
+                break
+            buf += chunk
+            *done, buf = buf.split(b"\n")
+            with self.cond:
+                sink.extend(l.decode("utf-8", "replace").rstrip("\r") for l in done)
+                self.cond.notify_all()
+        with self.cond:
+            if buf:
+                sink.append(buf.decode("utf-8", "replace"))
+            sink.append(None)       # EOF marker
+            self.cond.notify_all()
+
+    def output(self):
+        with self.cond:
+            return "\n".join(l for l in self.lines if l is not None)
+
+    def wait_for(self, pattern, timeout=10.0, start=0, sink=None):
+        """Wait for a line matching regex `pattern`; return (match, index)."""
+        sink = self.lines if sink is None else sink
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(sink):
+                    line = sink[i]
+                    if line is None:
+                        raise AssertionError(
+                            f"EOF before /{pattern}/; exit {self.proc.poll()}; output:\n"
+                            + self.tail())
+                    m = rx.search(line)
+                    if m:
+                        return m, i
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timeout ({timeout}s) waiting for /{pattern}/; "
+                                         f"output:\n" + self.tail())
+                self.cond.wait(left)
+
+    def tail(self, n=40):
+        with self.cond:
+            return "\n".join(l for l in self.lines[-n:] if l is not None)
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def wait_exit(self, timeout=10.0):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout}s; output:\n" + self.tail())
+        for r in self._readers:
+            r.join(5)
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class Guest(Proc):
+    """minivmm booting the test guest."""
+
+    def __init__(self, cpus=1, memory="256M", cmdline="hb=0", extra=(), **kw):
+        argv = [MINIVMM, "--kernel", GUEST, "--cpus", str(cpus), "--memory", memory,
+                "--cmdline", cmdline, *extra]
+        super().__init__(argv, **kw)
+
+    def ready(self, timeout=10.0):
+        m, _ = self.wait_for(r"^READY cpus=(\d+) mem=(\d+)", timeout)
+        return int(m.group(1)), int(m.group(2))
+
+    def command(self, cmd, pattern, timeout=30.0):
+        start = len(self.lines)
+        self.send(cmd + "\n")
+        m, _ = self.wait_for(pattern, timeout, start=start)
+        return m
+
+    def poweroff(self, timeout=10.0):
+        self.send("poweroff\n")
+        self.wait_for(r"^POWEROFF", timeout)
+        return self.wait_exit(timeout)
+
+
+@pytest.fixture
+def guest_factory():
+    made = []
+
+    def make(*a, **kw):
+        g = Guest(*a, **kw)
+        made.append(g)
+        return g
+    yield make
+    for g in made:
+        g.kill()
+
+
+def run_minivmm(args, timeout=20, **kw):
+    """Run minivmm to completion; returns CompletedProcess (stdout+stderr text)."""
+    return subprocess.run([MINIVMM, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout, **kw)

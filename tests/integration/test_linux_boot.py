@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: MIT
+"""Debian's own kernels, as far as PLATFORM.md says they get on this host.
+
+The uncompressed vmlinux, through PVH and through the 64-bit Linux boot
+protocol, must reach `smpboot: Allowing N CPUs`, having printed our e820 map
+and found our ACPI tables. A bzImage must reach its decompressor's banner.
+The kernels come from `scripts/fetch-kernels` (run by scripts/setup); their
+absence is a failure, not a skip.
+"""
+import os
+import re
+
+import pytest
+
+from conftest import CACHE, MINIVMM, Proc
+
+CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 clearcpuid=cx16 noxsave"
+FLAVOURS = ["cloud", "generic"]
+
+
+def kernel(flavour, name):
+    path = os.path.join(CACHE, "kernels", flavour, name)
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is missing: run scripts/fetch-kernels (or scripts/setup)")
+    return path
+
+
+def boot(path, cpus, protocol, memory="1G"):
+    return Proc([MINIVMM, "--kernel", path, "--cpus", str(cpus), "--memory", memory,
+                 "--boot", protocol, "--cmdline", CMDLINE], stdin=None)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("protocol", ["pvh", "linux64"])
+def test_vmlinux_to_smpboot(flavour, protocol):
+    path = kernel(flavour, "vmlinux")
+    cpus = 2
+    vm = boot(path, cpus, protocol)
+    try:
+        vm.wait_for(r"smpboot: Allowing %d CPUs" % cpus, timeout=120)
+        log = vm.output()
+        # Our e820 map, as the kernel printed it.
+        assert re.search(r"BIOS-e820: \[mem 0x0000000000000000-0x000000000009fbff\] usable", log), log
+        assert re.search(r"BIOS-e820: \[mem 0x000000000009fc00-0x00000000000fffff\] reserved", log), log
+        assert re.search(r"BIOS-e820: \[mem 0x0000000000100000-0x000000003fffffff\] usable", log), log
+        # Our ACPI tables, found through our RSDP.
+        for sig in ("RSDP", "XSDT", "FACP", "DSDT", "APIC"):
+            assert re.search(r"ACPI: %s 0x[0-9A-F]+ .*MINVMM" % sig, log), (sig, log)
+        assert "ACPI: RSDP 0x00000000000E0000" in log, log
+    finally:
+        vm.kill()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_bzimage_to_decompressor(flavour):
+    vm = boot(kernel(flavour, "vmlinuz"), 1, "linux64")
+    try:
+        vm.wait_for(r"Decompressing Linux", timeout=60)
+    finally:
+        vm.kill()

@@ -1,0 +1,603 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The control socket on the main event loop (docs/control-api.md).
+ *
+ * Every client fd is non-blocking. Input is collected into a fixed 64 KiB
+ * line buffer: each complete line is one request, a line that fills the
+ * buffer without ending is answered with an error and the client dropped,
+ * so no client can make the VMM allocate without bound. Output goes to a
+ * per-client buffer flushed as the socket takes it (EPOLLOUT while there is
+ * a backlog); a client that lets 1 MiB pile up is dropped, because the
+ * event loop must never block on a client that does not read.
+ *
+ * A failing client is only marked dead where the failure is seen (possibly
+ * while broadcasting an event from inside another client's request); dead
+ * clients are freed at the end of each loop callback, when nothing on the
+ * stack points at them.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vmm/control.h"
+#include "vmm/log.h"
+#include "vmm/qmp.h"
+#include "vmm/version.h"
+#include "vmm/vm.h"
+
+struct control_client {
+	struct control *ctl;
+	int fd;
+	bool dead;              /* freed by control_sweep() */
+	bool want_out;          /* EPOLLOUT registered */
+	size_t in_len;
+	char *out;
+	size_t out_len, out_cap;
+	char in[CONTROL_LINE_MAX];
+};
+
+struct control {
+	struct vm *vm;
+	int listen_fd;
+	bool quit;              /* `quit` asked: SHUTDOWN says host-qmp-quit */
+	dev_t dev;              /* our socket file: unlink it only if still ours */
+	ino_t ino;
+	char path[CONTROL_PATH_MAX];
+	struct control_client *clients[CONTROL_MAX_CLIENTS];
+};
+
+extern const struct qmp_command control_commands[];
+
+/* ---- output ---- */
+
+static void client_watch(struct control_client *c, bool out)
+{
+	if (c->want_out == out)
+		return;
+	c->want_out = out;
+	event_loop_mod(&c->ctl->vm->loop, c->fd, EPOLLIN | (out ? EPOLLOUT : 0));
+}
+
+static void client_flush(struct control_client *c)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < c->out_len && !c->dead) {
+		n = send(c->fd, c->out + off, c->out_len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		else
+			c->dead = true;
+	}
+	memmove(c->out, c->out + off, c->out_len - off);
+	c->out_len -= off;
+	if (!c->dead)
+		client_watch(c, c->out_len > 0);
+}
+
+static int client_queue(struct control_client *c, const char *s)
+{
+	size_t len = strlen(s), need = c->out_len + len + 1;
+	char *p;
+
+	if (need > CONTROL_OUT_MAX) {
+		pr_warn("control: dropping a client that does not read its replies");
+		c->dead = true;
+		return -1;
+	}
+	if (need > c->out_cap) {
+		p = realloc(c->out, need * 2 > CONTROL_OUT_MAX ? CONTROL_OUT_MAX : need * 2);
+		if (!p) {
+			c->dead = true;
+			return -1;
+		}
+		c->out = p;
+		c->out_cap = need * 2 > CONTROL_OUT_MAX ? CONTROL_OUT_MAX : need * 2;
+	}
+	memcpy(c->out + c->out_len, s, len);
+	c->out[c->out_len + len] = '\n';
+	c->out_len = need;
+	return 0;
+}
+
+/* Queue one JSON line and push it out; drops `obj`'s reference. */
+static void client_send(struct control_client *c, struct json_object *obj)
+{
+	if (!obj)
+		c->dead = true;         /* out of memory building the reply */
+	else if (!c->dead && client_queue(c, qmp_to_string(obj)) == 0)
+		client_flush(c);
+	json_object_put(obj);
+}
+
+void control_event(struct vm *vm, const char *name, struct json_object *data)
+{
+	struct control *ctl = vm->control;
+	struct json_object *ev = qmp_event(name, data);
+
+	for (int i = 0; ctl && ev && i < CONTROL_MAX_CLIENTS; i++) {
+		struct control_client *c = ctl->clients[i];
+
+		if (c && !c->dead && client_queue(c, qmp_to_string(ev)) == 0)
+			client_flush(c);
+	}
+	json_object_put(ev);
+}
+
+/* ---- input ---- */
+
+static bool blank(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!strchr(" \t\r", s[i]))
+			return false;
+	return true;
+}
+
+struct json_object *control_execute(struct control *ctl, const char *line, size_t len)
+{
+	return qmp_dispatch(control_commands, ctl, line, len);
+}
+
+static void client_error_close(struct control_client *c, const char *desc)
+{
+	struct json_object *reply = json_object_new_object();
+	struct json_object *err = json_object_new_object();
+
+	json_object_object_add(err, "class", json_object_new_string(QMP_ERR_GENERIC));
+	json_object_object_add(err, "desc", json_object_new_string(desc));
+	json_object_object_add(reply, "error", err);
+	client_send(c, reply);
+	c->dead = true;
+}
+
+/* Run every complete line in the input buffer. */
+static void client_process(struct control_client *c)
+{
+	size_t start = 0;
+	char *nl;
+
+	while (!c->dead && (nl = memchr(c->in + start, '\n', c->in_len - start))) {
+		size_t len = (size_t)(nl - (c->in + start));
+
+		if (!blank(c->in + start, len))
+			client_send(c, control_execute(c->ctl, c->in + start, len));
+		start += len + 1;
+	}
+	memmove(c->in, c->in + start, c->in_len - start);
+	c->in_len -= start;
+	if (!c->dead && c->in_len == sizeof(c->in))
+		client_error_close(c, "request line longer than 65536 bytes");
+}
+
+static void client_read(struct control_client *c)
+{
+	ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
+
+	if (n > 0) {
+		c->in_len += (size_t)n;
+		client_process(c);
+	} else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		c->dead = true;
+	}
+}
+
+static void client_free(struct control_client *c)
+{
+	event_loop_del(&c->ctl->vm->loop, c->fd);
+	close(c->fd);
+	free(c->out);
+	free(c);
+}
+
+static void control_sweep(struct control *ctl)
+{
+	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+		if (ctl->clients[i] && ctl->clients[i]->dead) {
+			client_free(ctl->clients[i]);
+			ctl->clients[i] = NULL;
+		}
+	}
+}
+
+static void on_client(void *opaque, uint32_t events)
+{
+	struct control_client *c = opaque;
+	struct control *ctl = c->ctl;
+
+	if (events & EPOLLOUT)
+		client_flush(c);
+	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		client_read(c);
+	control_sweep(ctl);
+}
+
+/* ---- connections ---- */
+
+static int control_slot(struct control *ctl)
+{
+	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (!ctl->clients[i])
+			return i;
+	return -1;
+}
+
+static void control_refuse(int fd)
+{
+	static const char msg[] = "{\"error\":{\"class\":\"GenericError\","
+				  "\"desc\":\"too many control clients\"}}\n";
+
+	/* Best effort: the socket buffer of a fresh connection takes this. */
+	if (send(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		pr_debug("control: refusing a client: %s", strerror(errno));
+	close(fd);
+}
+
+static void control_add_client(struct control *ctl, int fd)
+{
+	struct control_client *c;
+	int slot = control_slot(ctl);
+
+	if (slot < 0) {
+		control_refuse(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || event_loop_add(&ctl->vm->loop, fd, EPOLLIN, on_client, c) < 0) {
+		free(c);
+		control_refuse(fd);
+		return;
+	}
+	c->ctl = ctl;
+	c->fd = fd;
+	ctl->clients[slot] = c;
+	client_send(c, qmp_greeting());
+}
+
+static void on_accept(void *opaque, uint32_t events)
+{
+	struct control *ctl = opaque;
+	int fd;
+
+	(void)events;
+	for (;;) {
+		fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				pr_warn_ratelimited("control: accept: %s", strerror(errno));
+			break;
+		}
+		control_add_client(ctl, fd);
+	}
+	control_sweep(ctl);
+}
+
+/* ---- the listening socket ---- */
+
+/* The path to bind: --api-sock, or the default one (its folder made 0700). */
+static int control_pick_path(struct vm *vm, char *path, size_t size)
+{
+	char dir[CONTROL_PATH_MAX], pid[16];
+	struct stat st;
+
+	if (vm->cfg.api_sock) {
+		if (strlen(vm->cfg.api_sock) >= CONTROL_PATH_MAX) {
+			pr_err("--api-sock '%s': longer than %d bytes", vm->cfg.api_sock,
+			       CONTROL_PATH_MAX - 1);
+			return -1;
+		}
+		snprintf(path, size, "%s", vm->cfg.api_sock);
+		return 0;
+	}
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	if (control_default_path(vm->cfg.name ? vm->cfg.name : pid, path, size) < 0 ||
+	    control_sock_dir(dir, sizeof(dir)) < 0)
+		return -1;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		pr_err("cannot create the control socket folder %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		pr_err("%s is not a folder (control sockets live there)", dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* Clear the way for bind(): only a stale socket may be removed. */
+static int control_claim(const char *path)
+{
+	switch (control_probe(path)) {
+	case PROBE_ABSENT:
+		return 0;
+	case PROBE_STALE:
+		pr_info("control: removing stale socket %s", path);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			pr_err("cannot remove stale socket %s: %s", path, strerror(errno));
+			return -1;
+		}
+		return 0;
+	case PROBE_LIVE:
+		pr_err("control socket %s: another VM is running there (use another "
+		       "--api-sock or --name)", path);
+		return -1;
+	case PROBE_NOT_SOCKET:
+		pr_err("control socket %s: the path exists and is not a socket", path);
+		return -1;
+	default:
+		pr_err("control socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+}
+
+static int control_listen(struct control *ctl, const char *path)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	bool bound = false;
+	mode_t old;
+	int fd, ret;
+
+	if (control_claim(path) < 0 || control_sock_addr(path, &sun) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto err;
+	/* The socket is the VM's steering wheel: owner only, from the start
+	 * (a chmod after bind would leave a window). */
+	old = umask(0177);
+	ret = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	bound = ret == 0;
+	if (ret < 0 || listen(fd, CONTROL_MAX_CLIENTS) < 0 || stat(path, &st) < 0)
+		goto err;
+	ctl->listen_fd = fd;
+	ctl->dev = st.st_dev;
+	ctl->ino = st.st_ino;
+	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+	return 0;
+err:
+	pr_err("control socket %s: %s", path, strerror(errno));
+	if (bound)
+		unlink(path);
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static void control_unlink(struct control *ctl)
+{
+	struct stat st;
+
+	/* Someone may have replaced the file since: leave theirs alone. */
+	if (stat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
+		unlink(ctl->path);
+}
+
+struct control *control_create(struct vm *vm)
+{
+	struct control *ctl = calloc(1, sizeof(*ctl));
+
+	if (!ctl)
+		return NULL;
+	ctl->vm = vm;
+	ctl->listen_fd = -1;
+	return ctl;
+}
+
+void control_free(struct control *ctl)
+{
+	if (!ctl)
+		return;
+	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (ctl->clients[i])
+			client_free(ctl->clients[i]);
+	if (ctl->listen_fd >= 0) {
+		event_loop_del(&ctl->vm->loop, ctl->listen_fd);
+		control_unlink(ctl);
+		close(ctl->listen_fd);
+	}
+	free(ctl);
+}
+
+int control_init(struct vm *vm)
+{
+	char path[CONTROL_PATH_MAX];
+	struct control *ctl;
+
+	if (control_pick_path(vm, path, sizeof(path)) < 0)
+		return -1;
+	ctl = control_create(vm);
+	if (!ctl)
+		return -1;
+	if (control_listen(ctl, path) < 0)
+		goto err;
+	if (event_loop_add(&vm->loop, ctl->listen_fd, EPOLLIN, on_accept, ctl) < 0)
+		goto err;
+	vm->control = ctl;
+	pr_info("control socket: %s", ctl->path);
+	return 0;
+err:
+	control_free(ctl);
+	return -1;
+}
+
+static struct json_object *shutdown_data(struct control *ctl)
+{
+	struct json_object *data = json_object_new_object();
+	const char *reason;
+	bool guest = false;
+
+	switch (atomic_load(&ctl->vm->stop_reason)) {
+	case VM_STOP_POWEROFF:
+		reason = "guest-shutdown";
+		guest = true;
+		break;
+	case VM_STOP_RESET:
+		reason = "guest-reset";
+		guest = true;
+		break;
+	case VM_STOP_QUIT:
+		reason = ctl->quit ? "host-qmp-quit" : "host-signal";
+		break;
+	default:
+		reason = "host-error";
+		break;
+	}
+	json_object_object_add(data, "guest", json_object_new_boolean(guest));
+	json_object_object_add(data, "reason", json_object_new_string(reason));
+	return data;
+}
+
+void control_destroy(struct vm *vm)
+{
+	struct control *ctl = vm->control;
+
+	if (!ctl)
+		return;
+	/* Remove the path first: once a client sees EOF, the name is free. */
+	control_unlink(ctl);
+	if (atomic_load(&vm->stop_reason))
+		control_event(vm, "SHUTDOWN", shutdown_data(ctl));
+	vm->control = NULL;
+	control_free(ctl);
+}
+
+/* ---- commands ---- */
+
+static struct vm *req_vm(struct qmp_request *req)
+{
+	return ((struct control *)req->opaque)->vm;
+}
+
+static bool vm_paused(struct vm *vm)
+{
+	bool paused;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	paused = vm->pause_requested;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return paused;
+}
+
+static int cmd_qmp_capabilities(struct qmp_request *req)
+{
+	struct json_object *enable;
+
+	/* We offer no capabilities, so the only valid "enable" is empty. */
+	if (!req->args || !json_object_object_get_ex(req->args, "enable", &enable))
+		return 0;
+	if (!json_object_is_type(enable, json_type_array))
+		return qmp_error(req, QMP_ERR_GENERIC,
+				 "Invalid parameter type for 'enable', expected: array");
+	if (json_object_array_length(enable) > 0)
+		return qmp_error(req, QMP_ERR_GENERIC, "Capability '%.64s' not available",
+				 json_object_get_string(json_object_array_get_idx(enable, 0)));
+	return 0;
+}
+
+static int cmd_query_status(struct qmp_request *req)
+{
+	struct vm *vm = req_vm(req);
+	const char *status = "running";
+
+	if (atomic_load(&vm->stop_reason))
+		status = "shutdown";
+	else if (vm_paused(vm))
+		status = "paused";
+	req->ret = json_object_new_object();
+	json_object_object_add(req->ret, "status", json_object_new_string(status));
+	json_object_object_add(req->ret, "running",
+			       json_object_new_boolean(!strcmp(status, "running")));
+	return 0;
+}
+
+static int cmd_stop(struct qmp_request *req)
+{
+	struct vm *vm = req_vm(req);
+
+	if (atomic_load(&vm->stop_reason))
+		return qmp_error(req, QMP_ERR_GENERIC, "the VM is shutting down");
+	/* Stopping a stopped VM is not an error and not an event (as in QEMU). */
+	if (vm_paused(vm))
+		return 0;
+	vm_pause(vm);
+	control_event(vm, "STOP", NULL);
+	return 0;
+}
+
+static int cmd_cont(struct qmp_request *req)
+{
+	struct vm *vm = req_vm(req);
+
+	if (atomic_load(&vm->stop_reason))
+		return qmp_error(req, QMP_ERR_GENERIC, "the VM is shutting down");
+	if (!vm_paused(vm))
+		return 0;
+	vm_resume(vm);
+	control_event(vm, "RESUME", NULL);
+	return 0;
+}
+
+static int cmd_quit(struct qmp_request *req)
+{
+	struct control *ctl = req->opaque;
+
+	/* The reply goes out now; SHUTDOWN and EOF follow from control_destroy(). */
+	ctl->quit = true;
+	vm_request_stop(ctl->vm, VM_STOP_QUIT);
+	return 0;
+}
+
+static int cmd_query_version(struct qmp_request *req)
+{
+	struct json_object *v = json_object_new_object();
+	unsigned major = 0, minor = 0, micro = 0;
+
+	sscanf(MINIVMM_VERSION, "%u.%u.%u", &major, &minor, &micro);
+	json_object_object_add(v, "major", json_object_new_int((int)major));
+	json_object_object_add(v, "minor", json_object_new_int((int)minor));
+	json_object_object_add(v, "micro", json_object_new_int((int)micro));
+	req->ret = json_object_new_object();
+	json_object_object_add(req->ret, "minivmm", v);
+	json_object_object_add(req->ret, "package", json_object_new_string(MINIVMM_VERSION));
+	return 0;
+}
+
+static int cmd_query_commands(struct qmp_request *req)
+{
+	req->ret = json_object_new_array();
+	for (const struct qmp_command *c = control_commands; c->name; c++) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "name", json_object_new_string(c->name));
+		json_object_array_add(req->ret, o);
+	}
+	return 0;
+}
+
+static const char *const caps_args[] = { "enable", NULL };
+
+/* One entry per command; its handler reads arguments with qmp_arg_*(). */
+const struct qmp_command control_commands[] = {
+	{ "qmp_capabilities", cmd_qmp_capabilities, caps_args },
+	{ "query-status",     cmd_query_status,     NULL },
+	{ "query-version",    cmd_query_version,    NULL },
+	{ "query-commands",   cmd_query_commands,   NULL },
+	{ "stop",             cmd_stop,             NULL },
+	{ "cont",             cmd_cont,             NULL },
+	{ "quit",             cmd_quit,             NULL },
+	{ NULL, NULL, NULL },
+};

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Where control sockets live, and whether one is alive. Shared by the VM
+ * side (vmm/control.c) and client mode (vmm/client.c), so both apply the
+ * same rules (docs/control-api.md, "Socket location").
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vmm/control.h"
+#include "vmm/log.h"
+
+int control_sock_dir(char *buf, size_t size)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	int n;
+
+	if (xdg && *xdg)
+		n = snprintf(buf, size, "%s/minivmm", xdg);
+	else
+		n = snprintf(buf, size, "/run/minivmm");
+	if (n < 0 || (size_t)n >= size) {
+		pr_err("XDG_RUNTIME_DIR is too long for a socket path");
+		return -1;
+	}
+	return 0;
+}
+
+static bool name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (!len || len > CONTROL_NAME_MAX || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)name[i]) && !strchr("_.-", name[i]))
+			return false;
+	return true;
+}
+
+int control_default_path(const char *name, char *buf, size_t size)
+{
+	char dir[CONTROL_PATH_MAX];
+	int n;
+
+	if (!name_valid(name)) {
+		pr_err("--name '%s': use 1 to %d letters, digits, '_', '.' or '-', "
+		       "not starting with '.' or '-'", name, CONTROL_NAME_MAX);
+		return -1;
+	}
+	if (control_sock_dir(dir, sizeof(dir)) < 0)
+		return -1;
+	n = snprintf(buf, size, "%s/%s.sock", dir, name);
+	if (n < 0 || (size_t)n >= size || (size_t)n >= CONTROL_PATH_MAX) {
+		pr_err("socket path %s/%s.sock is too long (at most %d bytes)", dir, name,
+		       CONTROL_PATH_MAX - 1);
+		return -1;
+	}
+	return 0;
+}
+
+int control_sock_addr(const char *path, struct sockaddr_un *sun)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sun->sun_path, path);
+	return 0;
+}
+
+enum control_probe control_probe(const char *path)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd, ret;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? PROBE_ABSENT : PROBE_ERROR;
+	if (!S_ISSOCK(st.st_mode))
+		return PROBE_NOT_SOCKET;
+	if (control_sock_addr(path, &sun) < 0)
+		return PROBE_ERROR;
+	/* Non-blocking: a VM whose backlog is full is busy, not dead. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return PROBE_ERROR;
+	ret = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	if (ret == 0 || errno == EAGAIN || errno == EINPROGRESS)
+		ret = PROBE_LIVE;
+	else if (errno == ECONNREFUSED)
+		ret = PROBE_STALE;
+	else
+		ret = PROBE_ERROR;
+	close(fd);
+	return ret;
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest RAM: one memfd per region, mapped MAP_SHARED into the VMM, so the
+ * same pages can be registered with KVM, written to a file, served through
+ * userfaultfd or handed to another process. Regions never overlap and never
+ * cross the MMIO hole.
+ *
+ * Every write the VMM makes into guest RAM goes through guest_mem_write() or
+ * guest_mem_mark_dirty(): KVM logs only what vCPUs write.
+ */
+#ifndef VMM_GUEST_MEM_H
+#define VMM_GUEST_MEM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GUEST_MEM_MAX_REGIONS 4
+#define GUEST_PAGE_SIZE       4096ULL
+#define GUEST_PAGE_SHIFT      12
+
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *hva;
+	int memfd;
+	uint32_t slot;          /* KVM memory slot number */
+	/* Pages the VMM itself wrote (device DMA, boot set-up): one bit per
+	 * page, set atomically from any thread, harvested by migration. */
+	_Atomic uint64_t *vmm_dirty;
+};
+
+struct guest_mem {
+	struct mem_region regions[GUEST_MEM_MAX_REGIONS];
+	unsigned nr_regions;
+	uint64_t ram_size;      /* sum of region sizes */
+};
+
+/* Lay out `ram_size` bytes of RAM around the x86 MMIO hole and map it. */
+int guest_mem_init(struct guest_mem *mem, uint64_t ram_size);
+void guest_mem_destroy(struct guest_mem *mem);
+
+/* Host pointer for [gpa, gpa+len) if it lies entirely inside one region, else NULL. */
+void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+const struct mem_region *guest_mem_region(const struct guest_mem *mem, uint64_t gpa);
+
+/* Copy into/out of guest RAM; -1 if any byte falls outside RAM. */
+int guest_mem_write(struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len);
+int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len);
+/* Record that the VMM wrote [gpa, gpa+len) by some other means. Call it
+ * after the write completes, so a harvest in between sees it again. */
+void guest_mem_mark_dirty(struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Move region `r`'s VMM-dirty bits into `out` (OR), clearing them. `out`
+ * has one bit per page of the region. Returns the number of pages moved. */
+uint64_t guest_mem_harvest_dirty(struct mem_region *r, uint64_t *out);
+bool guest_mem_page_dirty(const struct mem_region *r, uint64_t page);
+
+/* End (exclusive) of the highest RAM below `limit`, clipped to `limit`; 0 if none. */
+uint64_t guest_mem_end_below(const struct guest_mem *mem, uint64_t limit);
+
+#endif

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one VM this process runs: its configuration, KVM handles, guest RAM,
+ * buses, devices and vCPU threads. `struct vm` is the only global state in
+ * minivmm; every module gets it (or a device of it) passed in.
+ *
+ * Threads: the main thread runs the event loop (console, signals, requests
+ * from vCPUs); each vCPU thread runs KVM_RUN. A vCPU thread never blocks on
+ * anything but its own device handlers. To stop or pause, the main thread
+ * sets a request and kicks every vCPU out of KVM_RUN (signal + immediate_exit).
+ */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arch/x86/boot.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
+#include "vmm/console.h"
+#include "vmm/event_loop.h"
+#include "vmm/guest_mem.h"
+#include "vmm/io_bus.h"
+
+#define VM_MAX_VCPUS 64
+#define VM_MAX_VIRTIO 18        /* IOAPIC pins 5-7 and 9-23 */
+#define VM_MAX_DISKS 8
+#define VM_MAX_NICS 8
+
+/* Process exit statuses (docs/cli.md). */
+enum exit_status {
+	EXIT_OK = 0,            /* guest powered off or reset, user quit, migrated away */
+	EXIT_VM_FAILURE = 1,    /* emulation failure, KVM error at run time */
+	EXIT_USAGE = 2,         /* bad flags, bad files, no /dev/kvm */
+};
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	const char *name;
+	const char *api_sock;
+	enum boot_protocol protocol;
+	unsigned ncpus;
+	uint64_t ram_size;
+	int verbose;
+	unsigned nr_disks, nr_nets;
+	struct disk_config disks[VM_MAX_DISKS];
+	struct net_config nets[VM_MAX_NICS];
+	bool rng;
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+struct serial;
+struct virtio_device;
+struct i8042;
+struct rtc;
+struct control;
+
+/* Why the VM stopped; set once by whoever stops it first. */
+enum vm_stop_reason {
+	VM_RUNNING = 0,
+	VM_STOP_POWEROFF,
+	VM_STOP_RESET,
+	VM_STOP_QUIT,           /* user: Ctrl-A x, signal, control socket */
+	VM_STOP_ERROR,          /* a vCPU hit an error it already reported */
+};
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd;
+	int vm_fd;
+	int run_size;                   /* mmap size of struct kvm_run */
+	struct guest_mem mem;
+	struct io_bus pio;
+	struct io_bus mmio;
+	struct event_loop loop;
+	struct boot_entry boot;
+	struct kvm_cpuid2 *cpuid;       /* supported CPUID, patched per vCPU */
+	uint32_t tsc_khz;
+	pthread_t memslot_thread;       /* registers RAM with KVM during set-up */
+	bool memslot_pending;
+
+	unsigned nr_vcpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+
+	struct console console;
+	struct serial *serial;
+	struct i8042 *i8042;
+	struct rtc *rtc;
+	unsigned nr_virtio;
+	struct virtio_device *virtio[VM_MAX_VIRTIO];
+	struct control *control;        /* the control socket (vmm/control.c) */
+
+	/* Stop and pause protocol between the main thread and vCPU threads. */
+	_Atomic int stop_reason;        /* enum vm_stop_reason */
+	int stop_efd;                   /* eventfd: wakes the main loop on stop */
+	int signal_fd;                  /* SIGTERM/SIGINT/SIGHUP */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool pause_requested;
+	unsigned vcpus_paused;
+	unsigned vcpus_exited;
+};
+
+/* Build the VM from cfg: KVM, RAM, irqchip, devices, vCPUs, kernel. On
+ * failure returns the exit status to use (the error is already printed). */
+int vm_create(struct vm *vm, const struct vm_config *cfg);
+/* Start vCPUs and run the event loop until the VM stops; returns the exit status. */
+int vm_run(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+/* Any thread: ask the VM to stop. The first reason wins. */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
+
+/* Main thread only: bring every vCPU out of KVM_RUN and hold it / let it go. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+
+#endif
