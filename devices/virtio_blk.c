@@ -3,9 +3,10 @@
  * The I/O thread waits on the queue's notify eventfd (and a stop eventfd),
  * pops every available request under the transport lock, does the I/O
  * straight into guest memory without the lock, then pushes the results
- * under the lock. A driver reset waits until no I/O is in flight (so the
- * device never writes guest memory after reset) and bumps a generation
- * so results of the old incarnation are dropped.
+ * under the lock. A driver reset or a quiesce waits (on the transport
+ * lock's condition) until no batch is in flight, so the device never
+ * writes guest memory after either; reset also bumps a generation so the
+ * results of the old incarnation are dropped rather than pushed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -91,11 +92,12 @@ struct blk {
 	int fd;
 	uint64_t size;                  /* bytes, a multiple of 512 */
 	struct blk_config config;
+	struct virtio_device_ops ops;   /* blk_ops, adjusted for read-only */
 	pthread_t thread;
 	bool thread_started;
 	int stop_fd;
-	/* In-flight tracking for reset (see top of file). */
-	pthread_mutex_t io_lock;
+	/* In-flight tracking for reset and quiesce (see top of file);
+	 * guarded by the transport lock. */
 	pthread_cond_t io_idle;
 	bool io_busy;
 	uint64_t generation;
@@ -290,11 +292,7 @@ static int blk_pop_batch(struct blk *b, uint64_t *gen)
 		virtio_needs_reset(d, "malformed descriptor chain");
 		n = 0;
 	}
-	if (n) {
-		pthread_mutex_lock(&b->io_lock);
-		b->io_busy = true;
-		pthread_mutex_unlock(&b->io_lock);
-	}
+	b->io_busy = n > 0;
 	pthread_mutex_unlock(&d->lock);
 	return n;
 }
@@ -304,17 +302,17 @@ static void blk_complete_batch(struct blk *b, int n, uint64_t gen)
 	struct virtio_device *d = b->dev;
 	struct virtqueue *vq = &d->vqs[0];
 
-	pthread_mutex_lock(&b->io_lock);
-	b->io_busy = false;
-	pthread_cond_broadcast(&b->io_idle);
-	pthread_mutex_unlock(&b->io_lock);
 	pthread_mutex_lock(&d->lock);
-	if (gen == b->generation && virtio_live(d)) {
+	/* Pushed even when quiesced meanwhile (the batch was taken before);
+	 * dropped only if the driver reset the device. */
+	if (gen == b->generation) {
 		for (int i = 0; i < n; i++)
 			vq_push(vq, &d->vm->mem, &b->elems[i], b->written[i]);
 		if (vq_should_notify(vq))
 			virtio_signal_used(d);
 	}
+	b->io_busy = false;
+	pthread_cond_broadcast(&b->io_idle);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -347,15 +345,54 @@ static void *blk_thread(void *arg)
 	return NULL;
 }
 
+/* Lock held. Waiting releases it, so the I/O thread can finish its batch. */
+static void blk_wait_idle(struct blk *b)
+{
+	while (b->io_busy)
+		pthread_cond_wait(&b->io_idle, &b->dev->lock);
+}
+
 static void blk_reset(struct virtio_device *d)
 {
 	struct blk *b = d->priv;
 
-	pthread_mutex_lock(&b->io_lock);
 	b->generation++;
-	while (b->io_busy)
-		pthread_cond_wait(&b->io_idle, &b->io_lock);
-	pthread_mutex_unlock(&b->io_lock);
+	blk_wait_idle(b);
+}
+
+static void blk_quiesce(struct virtio_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	blk_wait_idle(d->priv);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void blk_save(struct virtio_device *d, struct state_writer *w)
+{
+	struct blk *b = d->priv;
+
+	state_put_str(w, "path", b->path);
+	state_put_u32(w, "readonly", b->cfg.readonly);
+	state_put_str(w, "serial", b->serial);
+	state_put_u64(w, "capacity", b->config.capacity);
+}
+
+static int blk_load(struct virtio_device *d, const struct state_reader *r)
+{
+	struct blk *b = d->priv;
+	uint64_t cap;
+	uint32_t ro;
+
+	if (state_get_u64(r, "capacity", &cap) < 0 || state_get_u32(r, "readonly", &ro) < 0)
+		return -1;
+	/* The guest has cached the size and mode: the image must match. */
+	if (cap != b->config.capacity || (bool)ro != b->cfg.readonly) {
+		pr_err("--disk %s: the saved disk had %llu sectors%s; this image has %llu%s",
+		       b->path, (unsigned long long)cap, ro ? " (read-only)" : "",
+		       (unsigned long long)b->config.capacity, b->cfg.readonly ? " (read-only)" : "");
+		return -1;
+	}
+	return 0;
 }
 
 static void blk_config_read(struct virtio_device *d, uint32_t off, uint8_t *data, unsigned len)
@@ -385,7 +422,6 @@ static void blk_destroy(struct virtio_device *d)
 		close(b->stop_fd);
 	if (b->fd >= 0)
 		close(b->fd);
-	pthread_mutex_destroy(&b->io_lock);
 	pthread_cond_destroy(&b->io_idle);
 	free(b);
 }
@@ -402,21 +438,12 @@ static const struct virtio_device_ops blk_ops = {
 	.activate = blk_activate,
 	.reset = blk_reset,
 	.destroy = blk_destroy,
+	.quiesce = blk_quiesce,
+	.state_version = 1,
+	.save = blk_save,
+	.load = blk_load,
 };
 
-static const struct virtio_device_ops blk_ro_ops = {
-	.name = "virtio-blk",
-	.device_id = VIRTIO_ID_BLOCK,
-	.num_queues = 1,
-	.queue_max = BLK_QUEUE_SIZE,
-	.features = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
-		    VIRTIO_BLK_F_RO,
-	.config_size = sizeof(struct blk_config),
-	.config_read = blk_config_read,
-	.activate = blk_activate,
-	.reset = blk_reset,
-	.destroy = blk_destroy,
-};
 
 static int blk_open(struct blk *b)
 {
@@ -469,7 +496,6 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	snprintf(b->path, sizeof(b->path), "%s", cfg->path);
 	b->cfg.path = b->path;
 	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial ? cfg->serial : "");
-	pthread_mutex_init(&b->io_lock, NULL);
 	pthread_cond_init(&b->io_idle, NULL);
 	b->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (b->stop_fd < 0 || blk_open(b) < 0) {
@@ -477,7 +503,11 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 		return -1;
 	}
 	blk_fill_config(b);
-	b->dev = virtio_mmio_create(vm, cfg->readonly ? &blk_ro_ops : &blk_ops, b);
+	b->ops = blk_ops;
+	if (cfg->readonly)
+		b->ops.features = (b->ops.features & ~(VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES)) |
+				  VIRTIO_BLK_F_RO;
+	b->dev = virtio_mmio_create(vm, &b->ops, b);
 	if (!b->dev)
 		return -1;
 	err = pthread_create(&b->thread, NULL, blk_thread, b);

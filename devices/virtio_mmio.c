@@ -63,7 +63,8 @@ static uint64_t offered_features(const struct virtio_device *d)
 
 bool virtio_live(const struct virtio_device *d)
 {
-	return (d->status & VIRTIO_STATUS_DRIVER_OK) && !(d->status & VIRTIO_STATUS_NEEDS_RESET);
+	return (d->status & VIRTIO_STATUS_DRIVER_OK) &&
+	       !(d->status & VIRTIO_STATUS_NEEDS_RESET) && !d->quiesced;
 }
 
 void virtio_signal_used(struct virtio_device *d)

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "devices/virtqueue.h"
+#include "migration/state.h"
 
 #define VIRTIO_MAX_QUEUES       8
 #define VIRTIO_MMIO_SIZE        0x200   /* registers 0x000-0x0ff, config from 0x100 */
@@ -59,6 +60,14 @@ struct virtio_device_ops {
 	void (*reset)(struct virtio_device *d);
 	/* Free the device's own state (priv); vCPUs and workers are stopped. */
 	void (*destroy)(struct virtio_device *d);
+	/* Stop touching guest memory and finish in-flight requests (VM paused
+	 * for a snapshot or migration); resume undoes it. Lock not held. */
+	void (*quiesce)(struct virtio_device *d);
+	void (*resume)(struct virtio_device *d);
+	/* Device-specific state, inside the transport's node (lock held). */
+	uint32_t state_version;
+	void (*save)(struct virtio_device *d, struct state_writer *w);
+	int (*load)(struct virtio_device *d, const struct state_reader *r);
 };
 
 struct virtio_device {
@@ -70,6 +79,7 @@ struct virtio_device {
 	uint32_t irq;
 	pthread_mutex_t lock;
 	uint32_t status;
+	bool quiesced;                  /* paused for save: no queue processing */
 	uint32_t dev_features_sel, drv_features_sel, queue_sel;
 	uint32_t config_generation;
 	uint64_t driver_features;
@@ -91,6 +101,15 @@ void virtio_signal_used(struct virtio_device *d);
 /* The ring or request was malformed: DEVICE_NEEDS_RESET + config interrupt. */
 void virtio_needs_reset(struct virtio_device *d, const char *why);
 bool virtio_live(const struct virtio_device *d);
+
+/* Save the transport (registers, every queue) and the device in node
+ * "virtioN". Quiesce first. */
+void virtio_mmio_save(struct virtio_device *d, struct state_writer *w);
+/* Load node "virtioN" of `parent` into a device created with the same
+ * backends; checks device type, queue layout, ring addresses. */
+int virtio_mmio_load(struct virtio_device *d, const struct state_reader *parent);
+void virtio_mmio_quiesce(struct virtio_device *d);
+void virtio_mmio_resume(struct virtio_device *d);
 
 /* GSI of device window `index` (5, 6, 7, 9, 10, ... skipping 8). */
 uint32_t virtio_mmio_irq(unsigned index);

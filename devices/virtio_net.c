@@ -230,6 +230,41 @@ static void net_reset(struct virtio_device *d)
 	ioctl(n->tap_fd, TUNSETOFFLOAD, 0);
 }
 
+static void net_quiesce(struct virtio_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	net_watch_rx(d->priv, false);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void net_resume(struct virtio_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	if (virtio_live(d))
+		net_watch_rx(d->priv, true);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void net_save(struct virtio_device *d, struct state_writer *w)
+{
+	struct net *n = d->priv;
+
+	state_put_bytes(w, "mac", n->config.mac, 6);
+	state_put_str(w, "tap", n->tap_name);
+}
+
+/* The guest knows its MAC and has negotiated offloads: give it both back. */
+static int net_load(struct virtio_device *d, const struct state_reader *r)
+{
+	struct net *n = d->priv;
+
+	if (state_get_bytes(r, "mac", n->config.mac, 6) < 0)
+		return -1;
+	if (ioctl(n->tap_fd, TUNSETOFFLOAD, tap_offloads(d->driver_features)) < 0)
+		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_name, strerror(errno));
+	return 0;
+}
+
 static void net_config_read(struct virtio_device *d, uint32_t off, uint8_t *data, unsigned len)
 {
 	struct net *n = d->priv;
@@ -263,6 +298,11 @@ static const struct virtio_device_ops net_ops = {
 	.activate = net_activate,
 	.reset = net_reset,
 	.destroy = net_destroy,
+	.quiesce = net_quiesce,
+	.resume = net_resume,
+	.state_version = 1,
+	.save = net_save,
+	.load = net_load,
 };
 
 static int tap_open(struct net *n)

@@ -134,6 +134,10 @@ int vq_pop(struct virtqueue *vq, struct guest_mem *mem, struct vq_elem *e)
 	if (vq->event_idx) {    /* avail_event: tell the driver when to kick next */
 		store16(vq->used + 4 + 8 * (size_t)vq->size, vq->last_avail);
 		guest_mem_mark_dirty(mem, vq->used_gpa + 4 + 8 * (uint64_t)vq->size, 2);
+		/* The next pop's read of avail->idx must not pass this store:
+		 * else the driver may read the old avail_event, skip its kick,
+		 * and the device sees an empty ring and sleeps (lost wakeup). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	}
 	return 1;
 }

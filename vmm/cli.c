@@ -14,6 +14,8 @@
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
+	OPT_STATUS, OPT_QUIT,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE,
 };
 
 static const struct option cli_options[] = {
@@ -28,6 +30,14 @@ static const struct option cli_options[] = {
 	{ "disk",     required_argument, NULL, OPT_DISK },
 	{ "net",      required_argument, NULL, OPT_NET },
 	{ "rng",      no_argument,       NULL, OPT_RNG },
+	{ "incoming", required_argument, NULL, OPT_INCOMING },
+	{ "paused",   no_argument,       NULL, OPT_PAUSED },
+	{ "accept-backends", no_argument, NULL, OPT_ACCEPT_BACKENDS },
+	{ "lazy",     no_argument,       NULL, OPT_LAZY },
+	{ "inspect",  required_argument, NULL, OPT_INSPECT },
+	{ "migrate",  required_argument, NULL, OPT_MIGRATE },
+	{ "status",   no_argument,       NULL, OPT_STATUS },
+	{ "quit",     no_argument,       NULL, OPT_QUIT },
 	{ "verbose",  no_argument,       NULL, 'v' },
 	{ "help",     no_argument,       NULL, 'h' },
 	{ "version",  no_argument,       NULL, OPT_VERSION },
@@ -37,8 +47,10 @@ static const struct option cli_options[] = {
 static void cli_usage(void)
 {
 	printf("Usage: minivmm --kernel IMAGE [options]\n"
+	       "       minivmm [--api-sock PATH | --name NAME] --status | --quit\n"
 	       "\n"
-	       "Boot a virtual machine on /dev/kvm with the console on stdin/stdout.\n"
+	       "Boot a virtual machine on /dev/kvm with the console on stdin/stdout,\n"
+	       "or talk to a running one through its control socket.\n"
 	       "\n"
 	       "  --kernel PATH     bzImage, ELF vmlinux, or ELF with a PVH note\n"
 	       "  --initrd PATH     initial ramdisk\n"
@@ -53,11 +65,26 @@ static void cli_usage(void)
 	       "  --net tap=NAME[,mac=MAC]\n"
 	       "                    virtio-net on an existing tap device (repeatable)\n"
 	       "  --rng             virtio-rng fed from the host's getrandom()\n"
-	       "  --api-sock PATH   control socket\n"
+	       "  --api-sock PATH   control socket (default: $XDG_RUNTIME_DIR/minivmm/NAME.sock,\n"
+	       "                    or /run/minivmm/NAME.sock; NAME is --name or the pid)\n"
 	       "  --name NAME       VM name\n"
+	       "  --incoming URI    receive or restore a VM (file:PATH) instead of booting\n"
+	       "  --accept-backends with --incoming: open the disks and taps the stream names\n"
+	       "  --lazy            with --incoming file: map RAM copy-on-write, fault it in\n"
+	       "                    on first touch (RAM CRCs are then not checked up front)\n"
+	       "  --paused          start with vCPUs stopped (resume with `cont`)\n"
+	       "  --inspect URI     describe a snapshot (file:PATH) and exit\n"
+
 	       "  -v, --verbose     more diagnostics on stderr (repeat for debug)\n"
 	       "  -h, --help        this help\n"
 	       "      --version     print the version\n"
+	       "\n"
+	       "Client commands (to a running VM; without --api-sock: the one VM in the\n"
+	       "default socket folder, or the one --name picks):\n"
+	       "  --status          print running, paused or shutdown\n"
+	       "  --quit            stop the VM and wait until it has exited\n"
+	       "  --migrate URI     migrate or snapshot the VM (file:PATH), with a progress\n"
+	       "                    bar; exits 0 only when the destination has it\n"
 	       "\n"
 	       "Console: Ctrl-A x quits, Ctrl-A h helps (when stdin is a terminal).\n"
 	       "Exit status: 0 guest powered off/reset or quit, 1 VM failure,\n"
@@ -168,17 +195,35 @@ static int add_net(char *arg, struct vm_config *cfg)
 	return net_config_parse(arg, &cfg->nets[cfg->nr_nets++]);
 }
 
-static int cli_option(int opt, char *arg, struct vm_config *cfg)
+static int set_client(struct client_request *client, enum client_cmd cmd)
+{
+	if (client->cmd != CLIENT_NONE && client->cmd != cmd) {
+		pr_err("one client command at a time (--status, --quit, --migrate)");
+		return -1;
+	}
+	client->cmd = cmd;
+	return 0;
+}
+
+static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_request *client)
 {
 	switch (opt) {
+	case OPT_STATUS:   return set_client(client, CLIENT_STATUS);
+	case OPT_QUIT:     return set_client(client, CLIENT_QUIT);
+	case OPT_MIGRATE:  client->arg = arg; return set_client(client, CLIENT_MIGRATE);
 	case OPT_DISK:     return add_disk(arg, cfg);
 	case OPT_NET:      return add_net(arg, cfg);
 	case OPT_RNG:      cfg->rng = true; return 0;
+	case OPT_INCOMING: cfg->incoming = arg; return 0;
+	case OPT_PAUSED:   cfg->start_paused = true; return 0;
+	case OPT_ACCEPT_BACKENDS: cfg->accept_backends = true; return 0;
+	case OPT_LAZY:     cfg->lazy = true; return 0;
+	case OPT_INSPECT:  cfg->inspect = arg; return 0;
 	case OPT_KERNEL:   cfg->kernel = arg; return 0;
 	case OPT_INITRD:   cfg->initrd = arg; return 0;
 	case OPT_CMDLINE:  cfg->cmdline = arg; return 0;
-	case OPT_CPUS:     return parse_cpus(arg, &cfg->ncpus);
-	case OPT_MEMORY:   return parse_memory(arg, &cfg->ram_size);
+	case OPT_CPUS:     cfg->cpus_set = true; return parse_cpus(arg, &cfg->ncpus);
+	case OPT_MEMORY:   cfg->memory_set = true; return parse_memory(arg, &cfg->ram_size);
 	case OPT_BOOT:     return parse_boot(arg, &cfg->protocol);
 	case OPT_API_SOCK: cfg->api_sock = arg; return 0;
 	case OPT_NAME:     cfg->name = arg; return 0;
@@ -187,11 +232,33 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg)
 	}
 }
 
+/* A client command talks to a VM that exists: VM-building flags make no sense. */
+static enum cli_result cli_client_check(const struct vm_config *cfg)
+{
+	if (cfg->kernel || cfg->initrd || cfg->nr_disks || cfg->nr_nets) {
+		pr_err("--status and --quit talk to a running VM: drop --kernel, --initrd, "
+		       "--disk and --net");
+		return CLI_ERROR;
+	}
+	return CLI_CLIENT;
+}
+
+static enum cli_result cli_vm_check(const struct vm_config *cfg);
+
 enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg)
+{
+	struct client_request client;
+
+	return cli_parse_client(argc, argv, cfg, &client);
+}
+
+enum cli_result cli_parse_client(int argc, char **argv, struct vm_config *cfg,
+				 struct client_request *client)
 {
 	int opt;
 
 	memset(cfg, 0, sizeof(*cfg));
+	memset(client, 0, sizeof(*client));
 	cfg->cmdline = CLI_DEFAULT_CMDLINE;
 	cfg->ncpus = 1;
 	cfg->ram_size = CLI_DEFAULT_MEMORY;
@@ -212,11 +279,37 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg)
 			       argv[optind - 1]);
 			return CLI_ERROR;
 		}
-		if (cli_option(opt, optarg, cfg) < 0)
+		if (cli_option(opt, optarg, cfg, client) < 0)
 			return CLI_ERROR;
 	}
 	if (optind < argc) {
 		pr_err("unexpected argument '%s' (try --help)", argv[optind]);
+		return CLI_ERROR;
+	}
+	if (client->cmd != CLIENT_NONE)
+		return cli_client_check(cfg);
+	return cli_vm_check(cfg);
+}
+
+/* Exactly one of: boot a kernel, restore/receive (--incoming), --inspect. */
+static enum cli_result cli_vm_check(const struct vm_config *cfg)
+{
+	if (cfg->inspect) {
+		if (cfg->kernel || cfg->incoming) {
+			pr_err("--inspect only reads a snapshot: drop --kernel and --incoming");
+			return CLI_ERROR;
+		}
+		return CLI_INSPECT;
+	}
+	if (cfg->incoming) {
+		if (cfg->kernel || cfg->initrd) {
+			pr_err("--incoming builds the VM from the stream: drop --kernel and --initrd");
+			return CLI_ERROR;
+		}
+		return CLI_RUN;
+	}
+	if (cfg->lazy || cfg->accept_backends) {
+		pr_err("--lazy and --accept-backends go with --incoming");
 		return CLI_ERROR;
 	}
 	if (!cfg->kernel) {

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "vmm/client.h"
 #include "vmm/vm.h"
 
 #define CLI_MIN_MEMORY   (4ULL << 20)
@@ -18,10 +19,15 @@
 enum cli_result {
 	CLI_RUN = 0,        /* cfg is ready */
 	CLI_DONE = 1,       /* --help/--version printed: exit 0 */
+	CLI_CLIENT = 2,     /* a client command (--status, --quit): client_main() */
+	CLI_INSPECT = 3,    /* --inspect URI: describe and exit */
 	CLI_ERROR = -1,     /* error printed: exit 2 */
 };
 
 enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg);
+/* The same, also filling in a client command; CLI_CLIENT when there is one. */
+enum cli_result cli_parse_client(int argc, char **argv, struct vm_config *cfg,
+				 struct client_request *client);
 
 /* "512M", "5G", "1048576", "64k"... `unit` scales a bare number.
  * Returns -1 on garbage, overflow or a negative number. */

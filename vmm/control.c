@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include "vmm/control.h"
+#include "migration/migration.h"
+#include "vmm/control_migration.h"
 #include "vmm/log.h"
 #include "vmm/qmp.h"
 #include "vmm/version.h"
@@ -47,6 +49,7 @@ struct control {
 	struct vm *vm;
 	int listen_fd;
 	bool quit;              /* `quit` asked: SHUTDOWN says host-qmp-quit */
+	bool user_paused;       /* `stop` (or --paused) holds one of the VM's pauses */
 	dev_t dev;              /* our socket file: unlink it only if still ours */
 	ino_t ino;
 	char path[CONTROL_PATH_MAX];
@@ -89,7 +92,7 @@ static void client_flush(struct control_client *c)
 
 static int client_queue(struct control_client *c, const char *s)
 {
-	size_t len = strlen(s), need = c->out_len + len + 1;
+	size_t len = strlen(s), need = c->out_len + len + 1, cap;
 	char *p;
 
 	if (need > CONTROL_OUT_MAX) {
@@ -98,13 +101,14 @@ static int client_queue(struct control_client *c, const char *s)
 		return -1;
 	}
 	if (need > c->out_cap) {
-		p = realloc(c->out, need * 2 > CONTROL_OUT_MAX ? CONTROL_OUT_MAX : need * 2);
+		cap = need * 2 > CONTROL_OUT_MAX ? CONTROL_OUT_MAX : need * 2;
+		p = realloc(c->out, cap);
 		if (!p) {
 			c->dead = true;
 			return -1;
 		}
 		c->out = p;
-		c->out_cap = need * 2 > CONTROL_OUT_MAX ? CONTROL_OUT_MAX : need * 2;
+		c->out_cap = cap;
 	}
 	memcpy(c->out + c->out_len, s, len);
 	c->out[c->out_len + len] = '\n';
@@ -286,7 +290,8 @@ static void on_accept(void *opaque, uint32_t events)
 
 /* ---- the listening socket ---- */
 
-/* The path to bind: --api-sock, or the default one (its folder made 0700). */
+/* The path to bind: --api-sock, or the default one (its folder made 0700).
+ * 1 when the default folder is unusable: the VM then runs without a socket. */
 static int control_pick_path(struct vm *vm, char *path, size_t size)
 {
 	char dir[CONTROL_PATH_MAX], pid[16];
@@ -305,14 +310,14 @@ static int control_pick_path(struct vm *vm, char *path, size_t size)
 	if (control_default_path(vm->cfg.name ? vm->cfg.name : pid, path, size) < 0 ||
 	    control_sock_dir(dir, sizeof(dir)) < 0)
 		return -1;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		pr_err("cannot create the control socket folder %s: %s", dir, strerror(errno));
-		return -1;
+	/* A user who did not ask for a socket should not lose the VM over it. */
+	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || stat(dir, &st) < 0 ||
+	    !S_ISDIR(st.st_mode)) {
+		pr_warn("no control socket: cannot use %s: %s (set XDG_RUNTIME_DIR or "
+			"give --api-sock)", dir, errno ? strerror(errno) : "not a folder");
+		return 1;
 	}
-	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		pr_err("%s is not a folder (control sockets live there)", dir);
-		return -1;
-	}
+	control_sweep_stale(dir);
 	return 0;
 }
 
@@ -393,6 +398,9 @@ struct control *control_create(struct vm *vm)
 	if (!ctl)
 		return NULL;
 	ctl->vm = vm;
+	ctl->user_paused = vm->cfg.start_paused;        /* `cont` releases --paused */
+	if (vm->mig)
+		migration_set_event_cb(vm, control_migration_event);
 	ctl->listen_fd = -1;
 	return ctl;
 }
@@ -416,9 +424,11 @@ int control_init(struct vm *vm)
 {
 	char path[CONTROL_PATH_MAX];
 	struct control *ctl;
+	int ret;
 
-	if (control_pick_path(vm, path, sizeof(path)) < 0)
-		return -1;
+	ret = control_pick_path(vm, path, sizeof(path));
+	if (ret)
+		return ret < 0 ? -1 : 0;
 	ctl = control_create(vm);
 	if (!ctl)
 		return -1;
@@ -482,14 +492,14 @@ static struct vm *req_vm(struct qmp_request *req)
 	return ((struct control *)req->opaque)->vm;
 }
 
-static bool vm_paused(struct vm *vm)
+struct vm *control_req_vm(struct qmp_request *req)
 {
-	bool paused;
+	return req_vm(req);
+}
 
-	pthread_mutex_lock(&vm->pause_lock);
-	paused = vm->pause_requested;
-	pthread_mutex_unlock(&vm->pause_lock);
-	return paused;
+static struct control *ctl_of(struct qmp_request *req)
+{
+	return req->opaque;
 }
 
 static int cmd_qmp_capabilities(struct qmp_request *req)
@@ -515,7 +525,7 @@ static int cmd_query_status(struct qmp_request *req)
 
 	if (atomic_load(&vm->stop_reason))
 		status = "shutdown";
-	else if (vm_paused(vm))
+	else if (vm_is_paused(vm))
 		status = "paused";
 	req->ret = json_object_new_object();
 	json_object_object_add(req->ret, "status", json_object_new_string(status));
@@ -524,30 +534,39 @@ static int cmd_query_status(struct qmp_request *req)
 	return 0;
 }
 
+/*
+ * Pauses nest (vm_pause() counts): the user's stop/cont hold at most one of
+ * them, so `cont` never releases a pause someone else (a migration) holds.
+ */
 static int cmd_stop(struct qmp_request *req)
 {
-	struct vm *vm = req_vm(req);
+	struct control *ctl = ctl_of(req);
 
-	if (atomic_load(&vm->stop_reason))
+	if (atomic_load(&ctl->vm->stop_reason))
 		return qmp_error(req, QMP_ERR_GENERIC, "the VM is shutting down");
 	/* Stopping a stopped VM is not an error and not an event (as in QEMU). */
-	if (vm_paused(vm))
+	if (ctl->user_paused)
 		return 0;
-	vm_pause(vm);
-	control_event(vm, "STOP", NULL);
+	vm_pause(ctl->vm);
+	ctl->user_paused = true;
+	/* With -v this line follows, in the output, all the guest wrote before. */
+	pr_info("control: VM paused");
+	control_event(ctl->vm, "STOP", NULL);
 	return 0;
 }
 
 static int cmd_cont(struct qmp_request *req)
 {
-	struct vm *vm = req_vm(req);
+	struct control *ctl = ctl_of(req);
 
-	if (atomic_load(&vm->stop_reason))
+	if (atomic_load(&ctl->vm->stop_reason))
 		return qmp_error(req, QMP_ERR_GENERIC, "the VM is shutting down");
-	if (!vm_paused(vm))
+	if (!ctl->user_paused)
 		return 0;
-	vm_resume(vm);
-	control_event(vm, "RESUME", NULL);
+	pr_info("control: VM resumed");
+	ctl->user_paused = false;
+	vm_resume(ctl->vm);
+	control_event(ctl->vm, "RESUME", NULL);
 	return 0;
 }
 
@@ -589,6 +608,8 @@ static int cmd_query_commands(struct qmp_request *req)
 }
 
 static const char *const caps_args[] = { "enable", NULL };
+static const char *const migrate_args[] = { "uri", "checkpoint", NULL };
+static const char *const migrate_param_args[] = { "downtime-limit", "max-bandwidth", NULL };
 
 /* One entry per command; its handler reads arguments with qmp_arg_*(). */
 const struct qmp_command control_commands[] = {
@@ -599,5 +620,11 @@ const struct qmp_command control_commands[] = {
 	{ "stop",             cmd_stop,             NULL },
 	{ "cont",             cmd_cont,             NULL },
 	{ "quit",             cmd_quit,             NULL },
+	{ "migrate",          cmd_migrate,          migrate_args },
+	{ "query-migrate",    cmd_query_migrate,    NULL },
+	{ "migrate_cancel",   cmd_migrate_cancel,   NULL },
+	{ "migrate-set-parameters", cmd_migrate_set_parameters, migrate_param_args },
+	{ "query-migrate-parameters", cmd_query_migrate_parameters, NULL },
+	{ "query-ram-digest", cmd_query_ram_digest, NULL },
 	{ NULL, NULL, NULL },
 };

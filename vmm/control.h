@@ -29,6 +29,9 @@ int control_init(struct vm *vm);
 /* On the way out: SHUTDOWN event with the stop reason, close every client,
  * remove the socket file. A no-op if control_init() did not succeed. */
 void control_destroy(struct vm *vm);
+/* The VM a command handler acts on. */
+struct qmp_request;
+struct vm *control_req_vm(struct qmp_request *req);
 /* Send an event to every connected client. Takes data's reference (NULL: {}). */
 void control_event(struct vm *vm, const char *name, struct json_object *data);
 
@@ -56,5 +59,8 @@ enum control_probe {
 	PROBE_ERROR,            /* errno says why */
 };
 enum control_probe control_probe(const char *path);
+/* Remove <pid>.sock files in `dir` whose process is gone and that nobody
+ * listens on: what VMs killed with SIGKILL leave behind. */
+void control_sweep_stale(const char *dir);
 
 #endif

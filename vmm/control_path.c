@@ -5,7 +5,10 @@
  * same rules (docs/control-api.md, "Socket location").
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,4 +107,38 @@ enum control_probe control_probe(const char *path)
 		ret = PROBE_ERROR;
 	close(fd);
 	return ret;
+}
+
+/* "<digits>.sock" names a socket by the pid of the VM that made it. */
+static pid_t pid_of(const char *name)
+{
+	char *end;
+	long pid = strtol(name, &end, 10);
+
+	if (!isdigit((unsigned char)name[0]) || strcmp(end, ".sock") || pid <= 0 ||
+	    pid > INT32_MAX)
+		return 0;
+	return (pid_t)pid;
+}
+
+void control_sweep_stale(const char *dir)
+{
+	char path[CONTROL_PATH_MAX + 256];
+	struct dirent *d;
+	DIR *dp = opendir(dir);
+	pid_t pid;
+
+	if (!dp)
+		return;
+	while ((d = readdir(dp))) {
+		pid = pid_of(d->d_name);
+		/* Its process gone and nobody listening: a VM that was killed.
+		 * A live pid may be a VM between bind() and listen(): leave it. */
+		if (!pid || (kill(pid, 0) < 0 ? errno != ESRCH : true))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		if (control_probe(path) == PROBE_STALE && unlink(path) == 0)
+			pr_debug("control: removed %s (its VM is gone)", path);
+	}
+	closedir(dp);
 }

@@ -26,6 +26,8 @@ struct mem_region {
 	uint8_t *hva;
 	int memfd;
 	uint32_t slot;          /* KVM memory slot number */
+	bool file_backed;       /* mapped copy-on-write from a snapshot (--lazy):
+				 * the memfd no longer reflects the guest's pages */
 	/* Pages the VMM itself wrote (device DMA, boot set-up): one bit per
 	 * page, set atomically from any thread, harvested by migration. */
 	_Atomic uint64_t *vmm_dirty;

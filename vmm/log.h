@@ -7,12 +7,17 @@
 #define VMM_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 extern enum log_level log_threshold;
 
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* On this thread, also keep the first error message in buf (the migration
+ * thread's errors become query-migrate's error-desc); NULL stops it. */
+void log_capture_errors(char *buf, size_t len);
+
 /* True at most `burst` times per second for this `state` (one static per call site). */
 bool log_ratelimit(unsigned *state_count, long *state_sec, unsigned burst);
 

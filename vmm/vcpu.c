@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "arch/x86/vcpu_arch.h"
+#include "arch/x86/vcpu_state.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
 
@@ -148,10 +149,10 @@ static void vcpu_pause_point(struct vcpu *vcpu)
 	struct vm *vm = vcpu->vm;
 
 	pthread_mutex_lock(&vm->pause_lock);
-	if (vm->pause_requested) {
+	if (vm->pause_count) {
 		vm->vcpus_paused++;
 		pthread_cond_broadcast(&vm->pause_cond);
-		while (vm->pause_requested && !atomic_load(&vm->stop_reason))
+		while (vm->pause_count && !atomic_load(&vm->stop_reason))
 			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 		vm->vcpus_paused--;
 	}
@@ -166,6 +167,9 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
 	pthread_setname_np(pthread_self(), name);
+	vcpu_pause_point(vcpu);         /* --paused parks here before anything runs */
+	if (!atomic_load(&vm->stop_reason))
+		x86_vcpu_first_run(vcpu);
 	while (!atomic_load(&vm->stop_reason)) {
 		vcpu_pause_point(vcpu);
 		if (atomic_load(&vm->stop_reason))

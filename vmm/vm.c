@@ -27,6 +27,7 @@
 #include "devices/serial.h"
 #include "devices/virtio_mmio.h"
 #include "devices/virtio_rng.h"
+#include "migration/migration.h"
 #include "vmm/console.h"
 #include "vmm/control.h"
 #include "vmm/log.h"
@@ -240,12 +241,13 @@ static int vcpus_create(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (x86_vcpu_lapic_init(&vm->vcpus[i]) < 0)
 			return -1;
-	return x86_vcpu_set_boot_regs(&vm->vcpus[0], &vm->boot);
+	return 0;
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
+	vm->created = true;
 	vm->cfg = *cfg;
 	vm->kvm_fd = vm->vm_fd = vm->stop_efd = vm->signal_fd = -1;
 	vm->loop.epfd = -1;
@@ -261,15 +263,22 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		return EXIT_VM_FAILURE;
 	if (guest_mem_init(&vm->mem, cfg->ram_size) < 0)
 		return EXIT_USAGE;
+	if (cfg->prepare_ram && cfg->prepare_ram(vm, cfg->prepare_opaque) < 0)
+		return EXIT_USAGE;
 	if (kvm_create_vm(vm) < 0 || kvm_add_memory_start(vm) < 0)
 		return EXIT_VM_FAILURE;
 	if (legacy_devices_create(vm) < 0)
 		return EXIT_VM_FAILURE;
 	if (virtio_devices_create(vm) < 0)
 		return EXIT_USAGE;
-	if (load_kernel(vm) < 0)
+	/* A restored VM gets its RAM, ACPI tables and registers from the stream. */
+	if (!cfg->incoming && load_kernel(vm) < 0)
 		return EXIT_USAGE;
 	if (vcpus_create(vm) < 0 || kvm_add_memory_wait(vm) < 0)
+		return EXIT_VM_FAILURE;
+	if (!cfg->incoming && x86_vcpu_set_boot_regs(&vm->vcpus[0], &vm->boot) < 0)
+		return EXIT_VM_FAILURE;
+	if (migration_init(vm) < 0)
 		return EXIT_VM_FAILURE;
 	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_efd < 0)
@@ -294,7 +303,7 @@ static void vm_kick_all(struct vm *vm)
 void vm_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->pause_lock);
-	vm->pause_requested = true;
+	vm->pause_count++;
 	pthread_mutex_unlock(&vm->pause_lock);
 	vm_kick_all(vm);
 	pthread_mutex_lock(&vm->pause_lock);
@@ -306,9 +315,20 @@ void vm_pause(struct vm *vm)
 void vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->pause_lock);
-	vm->pause_requested = false;
+	if (vm->pause_count)
+		vm->pause_count--;
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+	bool paused;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	paused = vm->pause_count > 0;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return paused;
 }
 
 static void vm_on_stop(void *opaque, uint32_t events)
@@ -363,6 +383,9 @@ static int vm_exit_status(struct vm *vm)
 		return EXIT_OK;
 	case VM_STOP_QUIT:
 		return EXIT_OK;
+	case VM_STOP_MIGRATED:
+		pr_info("VM migrated away");
+		return EXIT_OK;
 	default:
 		return EXIT_VM_FAILURE;
 	}
@@ -371,6 +394,11 @@ static int vm_exit_status(struct vm *vm)
 int vm_run(struct vm *vm)
 {
 	int ret = EXIT_VM_FAILURE;
+
+	/* --paused: the vCPU threads park at once, until `cont`; set before
+	 * the control socket opens, so nobody ever sees it running. */
+	if (vm->cfg.start_paused)
+		vm->pause_count = 1;    /* no thread yet: nothing to wait for */
 
 	if (vm_signals_setup(vm) < 0 ||
 	    event_loop_add(&vm->loop, vm->stop_efd, EPOLLIN, vm_on_stop, vm) < 0 ||
@@ -390,7 +418,9 @@ int vm_run(struct vm *vm)
 	ret = vm_exit_status(vm);
 stop:
 	vm_request_stop(vm, VM_STOP_ERROR);     /* no-op if already stopping */
-	vm_resume(vm);
+	pthread_mutex_lock(&vm->pause_lock);    /* parked vCPUs see stop_reason */
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	vm_kick_all(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].started)
@@ -402,7 +432,10 @@ stop:
 
 void vm_destroy(struct vm *vm)
 {
+	if (!vm->created)       /* failed before vm_create(): nothing to undo */
+		return;
 	kvm_add_memory_wait(vm);
+	migration_destroy(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].vm)
 			vcpu_destroy(&vm->vcpus[i]);

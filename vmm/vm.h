@@ -46,11 +46,28 @@ struct vm_config {
 	enum boot_protocol protocol;
 	unsigned ncpus;
 	uint64_t ram_size;
+	bool cpus_set, memory_set;      /* given on the command line */
 	int verbose;
 	unsigned nr_disks, nr_nets;
 	struct disk_config disks[VM_MAX_DISKS];
 	struct net_config nets[VM_MAX_NICS];
 	bool rng;
+	/* Incoming migration / restore (migration/incoming.c). */
+	const char *incoming;           /* URI; no kernel is loaded */
+	const char *inspect;            /* --inspect URI */
+	bool accept_backends;
+	bool lazy;
+	bool start_paused;
+	/* Called after guest RAM is mapped, before KVM sees it. */
+	int (*prepare_ram)(struct vm *vm, void *opaque);
+	void *prepare_opaque;
+};
+
+#define VCPU_MAX_DEFERRED 2
+
+struct vcpu_msr {
+	uint32_t index;
+	uint64_t value;
 };
 
 struct vcpu {
@@ -60,10 +77,14 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	/* Restore: MSRs applied just before the first KVM_RUN. */
+	unsigned nr_deferred;
+	struct vcpu_msr deferred[VCPU_MAX_DEFERRED];
 };
 
 struct serial;
 struct virtio_device;
+struct migration;
 struct i8042;
 struct rtc;
 struct control;
@@ -75,9 +96,11 @@ enum vm_stop_reason {
 	VM_STOP_RESET,
 	VM_STOP_QUIT,           /* user: Ctrl-A x, signal, control socket */
 	VM_STOP_ERROR,          /* a vCPU hit an error it already reported */
+	VM_STOP_MIGRATED,       /* the guest now lives elsewhere (a file, a peer) */
 };
 
 struct vm {
+	bool created;                   /* vm_create() ran: vm_destroy() has work */
 	struct vm_config cfg;
 	int kvm_fd;
 	int vm_fd;
@@ -101,6 +124,7 @@ struct vm {
 	struct rtc *rtc;
 	unsigned nr_virtio;
 	struct virtio_device *virtio[VM_MAX_VIRTIO];
+	struct migration *mig;
 	struct control *control;        /* the control socket (vmm/control.c) */
 
 	/* Stop and pause protocol between the main thread and vCPU threads. */
@@ -109,9 +133,12 @@ struct vm {
 	int signal_fd;                  /* SIGTERM/SIGINT/SIGHUP */
 	pthread_mutex_t pause_lock;
 	pthread_cond_t pause_cond;
-	bool pause_requested;
+	unsigned pause_count;           /* vCPUs run only while 0 (nested pauses) */
 	unsigned vcpus_paused;
 	unsigned vcpus_exited;
+	/* Restore: KVM_SET_CLOCK when the guest first runs (pause_lock). */
+	bool restore_clock_pending;
+	uint64_t restore_clock_ns;
 };
 
 /* Build the VM from cfg: KVM, RAM, irqchip, devices, vCPUs, kernel. On
@@ -124,8 +151,11 @@ void vm_destroy(struct vm *vm);
 /* Any thread: ask the VM to stop. The first reason wins. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
 
-/* Main thread only: bring every vCPU out of KVM_RUN and hold it / let it go. */
+/* Bring every vCPU out of KVM_RUN and hold it there / let it go. Pauses
+ * nest (a user's `stop` and a snapshot's freeze are independent): vCPUs
+ * run again when every vm_pause() has had its vm_resume(). */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
 
 #endif

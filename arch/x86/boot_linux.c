@@ -263,6 +263,9 @@ int boot_linux_bzimage(struct guest_mem *mem, const uint8_t *img, size_t size,
 	memcpy((uint8_t *)&bp + SETUP_HDR_OFF, img + SETUP_HDR_OFF,
 	       (bz.hdr_end < SETUP_HDR_END ? bz.hdr_end : SETUP_HDR_END) - SETUP_HDR_OFF);
 	bp.hdr.code32_start = (uint32_t)bz.load;
+	/* The setup_data list is the loader's to build; we pass none, and a
+	 * pointer left in the image would send the kernel to random RAM. */
+	bp.hdr.setup_data = 0;
 	if (finish_zero_page(mem, &bp, cfg, bz.end, bz.hdr.cmdline_size,
 			     (uint64_t)bz.hdr.initrd_addr_max + 1, entry) < 0)
 		return -1;

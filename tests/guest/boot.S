@@ -3,8 +3,8 @@
  * CPL0 part of the test guest: everything that must run in kernel mode, and
  * nothing else. Under KVM on PVM every instruction here is emulated (~1 us
  * each), so the page tables, GDT and TSS descriptors are built by the
- * assembler, not by loops: the BSP runs ~25 instructions from the PVH entry
- * to CPL3, an AP ~40 from its SIPI. The rest (ACPI, AP start-up IPIs,
+ * assembler, not by loops: the BSP runs 56 instructions from the PVH entry
+ * to CPL3, an AP 43 from its SIPI. The rest (ACPI, AP start-up IPIs,
  * console, workloads) happens at CPL3, natively, with IOPL=3; the identity
  * map is user-accessible, so CPL3 reaches the LAPIC and all RAM.
  *
@@ -109,10 +109,12 @@ pd:
 	.endr
 
 	.data
-	.globl have_kvmclock
+	.globl have_kvmclock, have_1g
 ap_next:
 	.long 1                         /* next AP slot; the BSP is slot 0 */
 have_kvmclock:
+	.byte 0
+have_1g:
 	.byte 0
 
 /* Per-vCPU stacks and kvmclock areas: never zeroed, so left out of .bss. */
@@ -130,7 +132,7 @@ stacks:
 	.code32
 	.globl pvh_start
 pvh_start:
-	mov %ebx, %esi                  /* hvm_start_info, 2nd argument of bsp_main */
+	mov %ebx, %esi                  /* hvm_start_info: 2nd argument of bsp_pvh */
 	mov $pml4, %eax
 	mov %eax, %cr3
 	mov $CR4_VAL, %eax
@@ -159,8 +161,14 @@ linux64_start:
 	lgdt gdt_ptr(%rip)
 	lea bsp_linux64(%rip), %r12
 
-/* R12 = CPL3 entry, RSI = its argument */
+/* R12 = CPL3 entry, RSI = its argument. CPUID is asked here, not at CPL3:
+ * under PVM, CPL3 runs natively and CPUID there shows the host's CPU, not
+ * the one KVM gives this guest. */
 bsp_common:
+	mov $0x80000001, %eax
+	cpuid
+	bt $26, %edx                    /* PDPE1GB: 1 GiB pages above PD_GIB */
+	setc have_1g(%rip)
 	/* kvmclock if the KVM leaves say so; APs just read the flag */
 	mov $0x40000000, %eax
 	cpuid

@@ -20,10 +20,8 @@
 #define PD_GIB          16              /* 2 MiB-page coverage without PDPE1GB */
 
 /*
- * GDT selectors: Linux's x86-64 layout, and not by taste. Under KVM on PVM
- * guest user mode runs on the host's own user segments, and a guest CS of
- * 0x23 (the host's __USER32_CS) runs 64-bit code in compatibility mode:
- * user CS must be 0x33 and user SS 0x2b.
+ * GDT selectors: Linux's x86-64 layout (SYSRET-compatible; PVM's own
+ * guests use it). Tried under PVM: other user selectors work as well.
  */
 #define SEL_KCODE32     0x08
 #define SEL_KCODE       0x10
@@ -127,7 +125,7 @@ struct pvclock {
 	u8 pad[2];
 };
 extern struct pvclock pvclock[MAX_CPUS];
-extern u8 have_kvmclock;
+extern u8 have_kvmclock, have_1g;
 extern char tramp_start[], tramp_end[];
 extern char __image_start[], __image_end[], __bss_start[], __bss_end[];
 

@@ -10,6 +10,7 @@
  * docs/test-guest.md is the contract.
  */
 #include "guest.h"
+#include "virtio.h"
 
 #define HVM_START_MAGIC 0x336ec578
 #define E820_RAM        1
@@ -137,12 +138,10 @@ static void probe_ram(void)
 	add_ram(MiB, pa - MiB);
 }
 
+/* What boot.S's page tables map: 1 GiB pages above PD_GIB need PDPE1GB. */
 static u64 map_limit(void)
 {
-	u32 r[4];
-
-	cpuid(0x80000001, 0, r);
-	return (r[3] & (1U << 26)) ? 512 * GiB : PD_GIB * GiB;  /* PDPE1GB */
+	return have_1g ? 512 * GiB : PD_GIB * GiB;
 }
 
 /* ---- commands ---- */
@@ -206,11 +205,13 @@ static void cmd_hb(const char *a)
 
 static void run_command(char *line)
 {
-	char *p = line, *cmd = next_token(&p), *a = next_token(&p), *b = next_token(&p);
+	char *p = line, *cmd = next_token(&p), *a, *b;
 	u64 bytes;
 
-	if (!cmd)
+	if (!cmd || virtio_command(cmd, p))
 		return;
+	a = next_token(&p);
+	b = next_token(&p);
 	if (!strcmp(cmd, "fill")) {
 		if (size_arg(a, &bytes))
 			work_fill(bytes);
@@ -228,7 +229,8 @@ static void run_command(char *line)
 		poweroff();
 	} else if (!strcmp(cmd, "help")) {
 		out_line("commands: fill SIZE|all, dirty SIZE RATE, dirty stop, idle, verify, "
-			 "hb MS, stats, poweroff, help (SIZE: bytes or K/M/G suffix)");
+			 "hb MS, stats, poweroff, devices, blk ..., net ..., rng N, help "
+			 "(SIZE: bytes or K/M/G suffix)");
 	} else {
 		out_line("ERR unknown command: %s", cmd);
 	}
@@ -298,12 +300,13 @@ static u64 heartbeat(void)
 static void __noreturn main_loop(void)
 {
 	char *line = NULL;
-	u64 wait, hb_wait;
+	u64 wait, hb_wait, dev_wait;
 
 	for (;;) {
 		if (!line)
 			line = con_poll_line();
 		hb_wait = heartbeat();
+		dev_wait = virtio_poll();
 		wait = worker_step(0, BSP_STEP_NS);
 		work_poll();
 		if (!work_busy() && boot_cmd_next < nboot_cmds) {
@@ -317,6 +320,8 @@ static void __noreturn main_loop(void)
 		}
 		if (hb_wait < wait)
 			wait = hb_wait;
+		if (dev_wait < wait)
+			wait = dev_wait;
 		if (wait > BSP_SLEEP_NS)
 			wait = BSP_SLEEP_NS;
 		if (wait)
@@ -339,6 +344,7 @@ static void __noreturn bsp_run(void)
 	smp_kick(expected);
 	if (!nram)
 		probe_ram();
+	virtio_setup(ram, nram, cmdline);       /* takes its DMA pool out of ram[] */
 	work_init(ram, nram, map_limit());
 	parse_cmdline();
 	smp_wait(expected);

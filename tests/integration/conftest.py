@@ -159,3 +159,56 @@ def run_minivmm(args, timeout=20, **kw):
     """Run minivmm to completion; returns CompletedProcess (stdout+stderr text)."""
     return subprocess.run([MINIVMM, *args], stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=timeout, **kw)
+
+
+class Qmp:
+    """A line-oriented QMP client for tests: replies in order, events kept aside."""
+
+    def __init__(self, path, timeout=20.0):
+        import json
+        import socket
+        self._json = json
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.events = []
+        self.greeting = self._recv()
+
+    def _recv(self, timeout=None):
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("control socket closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return self._json.loads(line)
+
+    def cmd(self, name, args=None):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        self.sock.sendall(self._json.dumps(req).encode() + b"\n")
+        while True:
+            msg = self._recv()
+            if "event" in msg:
+                self.events.append(msg)
+                continue
+            return msg
+
+    def event(self, name, pred=lambda e: True, timeout=20.0):
+        """The first event `name` matching `pred`, received already or within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, e in enumerate(self.events):
+                if e["event"] == name and pred(e):
+                    return self.events.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {name} event within {timeout}s; got {self.events}")
+            self.events.append(self._recv(timeout=left))
+
+    def close(self):
+        self.sock.close()

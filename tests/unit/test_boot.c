@@ -98,6 +98,7 @@ START_TEST(bzimage_valid)
 	ck_assert_uint_eq(bp.ext_ramdisk_image, 0);
 	ck_assert_uint_eq(bp.acpi_rsdp_addr, TEST_RSDP);
 	ck_assert_uint_eq(bp.sentinel, 0);
+	ck_assert_uint_eq(bp.hdr.setup_data, 0);
 	ck_assert_mem_eq(guest_mem_ptr(&mem, rd, sizeof(initrd)), initrd, sizeof(initrd));
 	ck_assert_int_eq(guest_mem_read(&mem, LAYOUT_CMDLINE, cmd, sizeof(cmd)), 0);
 	ck_assert_str_eq(cmd, "console=ttyS0 quiet");
@@ -265,6 +266,33 @@ START_TEST(bzimage_does_not_fit)
 }
 END_TEST
 
+/* With RAM above the hole: the initrd stays below the limits, e820 lists 4 GiB+. */
+START_TEST(bzimage_big_ram)
+{
+	struct boot_config cfg = default_cfg(BOOT_AUTO);
+	static const uint8_t initrd[4096 * 3 + 1];
+	struct boot_params bp;
+	struct boot_entry e;
+
+	mem_teardown();
+	ck_assert_int_eq(guest_mem_init(&mem, 5 * GiB), 0);
+	cfg.initrd = initrd;
+	cfg.initrd_size = sizeof(initrd);
+	ck_assert_int_eq(load_captured(bz, BZ_SIZE, &cfg, &e), 0);
+	/* initrd_addr_max 0x7FFFFFFF keeps it below 2 GiB... */
+	ck_assert_uint_eq(e.initrd_start, 2 * GiB - 4 * 4096);
+	/* ...and without that limit, the hole does. */
+	PUT(HDR(initrd_addr_max), uint32_t, 0xFFFFFFFF);
+	ck_assert_int_eq(load_captured(bz, BZ_SIZE, &cfg, &e), 0);
+	ck_assert_uint_eq(e.initrd_start, 3 * GiB - 4 * 4096);
+	read_params(&bp);
+	ck_assert_uint_eq(bp.e820_entries, 4);
+	ck_assert_uint_eq(bp.e820_table[2].size, 3 * GiB - MiB);
+	ck_assert_uint_eq(bp.e820_table[3].addr, 4 * GiB);
+	ck_assert_uint_eq(bp.e820_table[3].size, 2 * GiB);
+}
+END_TEST
+
 START_TEST(bzimage_pvh_refused)
 {
 	struct boot_config cfg = default_cfg(BOOT_PVH);
@@ -426,6 +454,7 @@ int main(void)
 	tcase_add_test(tc, bzimage_cmdline_too_long);
 	tcase_add_test(tc, bzimage_bad_fields);
 	tcase_add_test(tc, bzimage_does_not_fit);
+	tcase_add_test(tc, bzimage_big_ram);
 	tcase_add_test(tc, bzimage_pvh_refused);
 	tcase_add_test(tc, bzimage_every_truncation);
 	tcase_add_test(tc, bzimage_header_fuzz);

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+#include <stdio.h>
+#include <string.h>
+
+#include "arch/x86/vcpu_state.h"
+#include "devices/virtio_mmio.h"
+#include "migration/incoming.h"
+#include "migration/machine.h"
+#include "migration/ram_file.h"
+#include "migration/snapshot.h"
+#include "migration/vmstate.h"
+#include "vmm/log.h"
+
+/* --lazy: the file's RAM area replaces the memfd mappings before KVM sees them. */
+static int map_lazily(struct vm *vm, void *opaque)
+{
+	struct snapshot *s = opaque;
+
+	return snapshot_load_ram(s, vm, true);
+}
+
+static int restore_file(struct vm *vm, const struct vm_config *cmdline, const char *path)
+{
+	static struct snapshot s;       /* lives as long as the VM may fault pages in */
+	struct vm_config cfg;
+	int ret;
+
+	if (snapshot_open(&s, path) < 0 ||
+	    machine_load(s.machine.payload, s.machine.length, cmdline, cmdline->accept_backends, &cfg) < 0)
+		return EXIT_USAGE;
+	if (cmdline->lazy) {
+		cfg.prepare_ram = map_lazily;
+		cfg.prepare_opaque = &s;
+	}
+	ret = vm_create(vm, &cfg);
+	if (ret != EXIT_OK)
+		return ret;
+	if (!cmdline->lazy && snapshot_load_ram(&s, vm, false) < 0)
+		return EXIT_USAGE;
+	if (vmstate_load(vm, s.state.payload, s.state.length) < 0 ||
+	    vmstate_load_clock(vm, s.state.payload, s.state.length) < 0)
+		return EXIT_USAGE;
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		virtio_mmio_resume(vm->virtio[i]);
+	return EXIT_OK;
+}
+
+int incoming_run(struct vm *vm, const struct vm_config *cmdline)
+{
+	const char *uri = cmdline->incoming;
+	int ret;
+
+	if (strncmp(uri, "file:", 5) || !uri[5]) {
+		pr_err("--incoming '%s': unsupported URI (expected file:PATH)", uri);
+		return EXIT_USAGE;
+	}
+	ret = restore_file(vm, cmdline, uri + 5);
+	if (ret != EXIT_OK)
+		return ret;
+	return vm_run(vm);
+}

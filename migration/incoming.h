@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The destination side: `minivmm --incoming URI`. Reads the stream (or
+ * snapshot file), builds the machine it describes, loads RAM and state,
+ * and runs the guest only when everything arrived whole and checked out.
+ */
+#ifndef MIGRATION_INCOMING_H
+#define MIGRATION_INCOMING_H
+
+#include "vmm/vm.h"
+
+/* Returns the process exit status; `vm` is the process's one VM. */
+int incoming_run(struct vm *vm, const struct vm_config *cmdline);
+
+#endif

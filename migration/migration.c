@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Lifecycle of an outgoing migration. The main thread starts it and, when
+ * the thread writes done_efd, joins it and acts on the outcome (stop the VM
+ * after a completed move). The thread owns the VM's pause while it runs.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migration/migration.h"
+#include "migration/snapshot.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define DEFAULT_DOWNTIME_MS 300
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+const char *migration_status_name(int status)
+{
+	static const char *const names[] = {
+		[MIG_NONE] = "none", [MIG_SETUP] = "setup", [MIG_ACTIVE] = "active",
+		[MIG_DEVICE] = "device", [MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed",
+		[MIG_CANCELLING] = "cancelling", [MIG_CANCELLED] = "cancelled",
+	};
+
+	return status >= MIG_NONE && status <= MIG_CANCELLED ? names[status] : "unknown";
+}
+
+bool migration_cancelled(const struct migration *m)
+{
+	return atomic_load(&m->cancel);
+}
+
+void migration_set_status(struct migration *m, int status)
+{
+	atomic_store(&m->status, status);
+}
+
+void migration_fail(struct migration *m, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	pr_err("%s", line);
+	(void)m;
+}
+
+void migration_set_event_cb(struct vm *vm, migration_event_cb cb)
+{
+	vm->mig->event_cb = cb;
+}
+
+static void *migration_thread(void *arg)
+{
+	struct migration *m = arg;
+	int ret = -1;
+
+	pthread_setname_np(pthread_self(), "migration");
+	log_capture_errors(m->error, sizeof(m->error));
+	if (!strncmp(m->uri, "file:", 5))
+		ret = snapshot_save(m, m->uri + 5);
+	else
+		pr_err("migration URI '%s' is not supported yet (file:PATH)", m->uri);
+	log_capture_errors(NULL, 0);
+	if (ret == 0)
+		migration_set_status(m, MIG_COMPLETED);
+	else
+		migration_set_status(m, migration_cancelled(m) ? MIG_CANCELLED : MIG_FAILED);
+	pthread_mutex_lock(&m->stats_lock);
+	m->stats.total_time_ms = (now_ns() - m->start_ns) / 1000000;
+	pthread_mutex_unlock(&m->stats_lock);
+	eventfd_write(m->done_efd, 1);
+	return NULL;
+}
+
+static void migration_on_done(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct migration *m = vm->mig;
+	eventfd_t v;
+	int status;
+
+	(void)events;
+	eventfd_read(m->done_efd, &v);
+	if (!m->thread_live)
+		return;
+	pthread_join(m->thread, NULL);
+	m->thread_live = false;
+	status = atomic_load(&m->status);
+	if (status == MIG_COMPLETED)
+		pr_info("migration to %s completed in %llu ms", m->uri,
+			(unsigned long long)m->stats.total_time_ms);
+	else
+		pr_info("migration to %s %s: %s", m->uri, migration_status_name(status), m->error);
+	if (m->event_cb)
+		m->event_cb(vm, status);
+	/* A completed move: the guest lives elsewhere now. */
+	if (status == MIG_COMPLETED && !m->checkpoint)
+		vm_request_stop(vm, VM_STOP_MIGRATED);
+}
+
+int migration_init(struct vm *vm)
+{
+	struct migration *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -1;
+	m->vm = vm;
+	m->downtime_limit_ms = DEFAULT_DOWNTIME_MS;
+	pthread_mutex_init(&m->stats_lock, NULL);
+	m->done_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->done_efd < 0 || event_loop_add(&vm->loop, m->done_efd, EPOLLIN, migration_on_done, vm) < 0) {
+		if (m->done_efd >= 0)
+			close(m->done_efd);
+		free(m);
+		return -1;
+	}
+	vm->mig = m;
+	return 0;
+}
+
+void migration_destroy(struct vm *vm)
+{
+	struct migration *m = vm->mig;
+
+	if (!m)
+		return;
+	if (m->thread_live) {
+		atomic_store(&m->cancel, true);
+		pthread_join(m->thread, NULL);
+	}
+	close(m->done_efd);
+	pthread_mutex_destroy(&m->stats_lock);
+	free(m);
+	vm->mig = NULL;
+}
+
+static bool uri_supported(const char *uri)
+{
+	return !strncmp(uri, "file:", 5) && uri[5];
+}
+
+int migration_start(struct vm *vm, const char *uri, bool checkpoint, char *err, size_t errlen)
+{
+	struct migration *m = vm->mig;
+
+	if (m->thread_live) {
+		snprintf(err, errlen, "a migration is already in progress (%s)",
+			 migration_status_name(atomic_load(&m->status)));
+		return -1;
+	}
+	if (!uri_supported(uri) || strlen(uri) >= sizeof(m->uri)) {
+		snprintf(err, errlen, "unsupported migration URI '%s' (expected file:PATH)", uri);
+		return -1;
+	}
+	snprintf(m->uri, sizeof(m->uri), "%s", uri);
+	m->checkpoint = checkpoint;
+	m->error[0] = 0;
+	m->has_digest = false;
+	atomic_store(&m->cancel, false);
+	memset(&m->stats, 0, sizeof(m->stats));
+	m->stats.ram_total = vm->mem.ram_size;
+	m->start_ns = now_ns();
+	migration_set_status(m, MIG_SETUP);
+	if (pthread_create(&m->thread, NULL, migration_thread, m)) {
+		snprintf(err, errlen, "cannot start the migration thread");
+		migration_set_status(m, MIG_FAILED);
+		return -1;
+	}
+	m->thread_live = true;
+	return 0;
+}
+
+void migration_cancel(struct vm *vm)
+{
+	struct migration *m = vm->mig;
+	int s = atomic_load(&m->status);
+
+	if (!m->thread_live || s == MIG_COMPLETED || s == MIG_FAILED)
+		return;
+	atomic_store(&m->cancel, true);
+	migration_set_status(m, MIG_CANCELLING);
+}
+
+void migration_query(struct vm *vm, int *status, struct migration_stats *st, char *err,
+		     size_t errlen)
+{
+	struct migration *m = vm->mig;
+
+	*status = atomic_load(&m->status);
+	pthread_mutex_lock(&m->stats_lock);
+	*st = m->stats;
+	if (m->thread_live)
+		st->total_time_ms = (now_ns() - m->start_ns) / 1000000;
+	pthread_mutex_unlock(&m->stats_lock);
+	/* The thread writes error only until it finishes. */
+	snprintf(err, errlen, "%s", m->thread_live ? "" : m->error);
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Outgoing migration (and snapshots, which are migrations to a file): one
+ * at a time, run by a migration thread, controlled from the main thread
+ * (control socket). Status names and statistics follow QEMU's
+ * query-migrate where the meaning is the same.
+ *
+ * Nothing lost: until the destination has everything (a file is complete,
+ * synced and renamed into place), any failure or cancel resumes the VM as
+ * it was. After success, a "move" stops the VM (the process exits 0); a
+ * checkpoint resumes it.
+ */
+#ifndef MIGRATION_MIGRATION_H
+#define MIGRATION_MIGRATION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vm;
+
+/* Called on the main thread when a migration ends (the control socket's
+ * MIGRATION event). */
+typedef void (*migration_event_cb)(struct vm *vm, int status);
+
+enum migration_status {
+	MIG_NONE,
+	MIG_SETUP,
+	MIG_ACTIVE,
+	MIG_DEVICE,             /* VM paused, final RAM and state going out */
+	MIG_COMPLETED,
+	MIG_FAILED,
+	MIG_CANCELLING,
+	MIG_CANCELLED,
+};
+
+struct migration_stats {
+	uint64_t total_time_ms;
+	uint64_t setup_time_ms;
+	uint64_t downtime_ms;
+	uint64_t expected_downtime_ms;
+	uint64_t transferred;           /* bytes */
+	uint64_t ram_total;             /* bytes of guest RAM */
+	uint64_t ram_remaining;
+	uint64_t pages_normal;
+	uint64_t pages_zero;
+	uint64_t pages_dirty_resent;
+	uint64_t rounds;
+	uint64_t dirty_rate_pps;        /* pages per second */
+	uint64_t throughput_bps;        /* bytes per second */
+	uint32_t throttle_pct;
+};
+
+struct migration {
+	struct vm *vm;
+	pthread_t thread;
+	bool thread_live;               /* joined by the main thread */
+	_Atomic int status;
+	_Atomic bool cancel;
+	bool checkpoint;                /* keep the source running afterwards */
+	char uri[4096];
+	char error[512];
+	int done_efd;                   /* the thread's "I am finished" to the main loop */
+	migration_event_cb event_cb;
+	bool has_digest;                /* ram_digest: of the RAM saved at the pause */
+	uint32_t ram_digest;
+	uint64_t start_ns;
+	pthread_mutex_t stats_lock;
+	struct migration_stats stats;
+	/* Settable with migrate-set-parameters. */
+	uint64_t downtime_limit_ms;
+	uint64_t max_bandwidth;         /* bytes/s, 0 = unlimited */
+};
+
+int migration_init(struct vm *vm);
+void migration_destroy(struct vm *vm);
+
+/* Main thread. 0 when started; -1 with `err` filled (bad URI, busy). */
+int migration_start(struct vm *vm, const char *uri, bool checkpoint, char *err, size_t errlen);
+void migration_cancel(struct vm *vm);
+const char *migration_status_name(int status);
+/* Snapshot of status, stats and error for query-migrate. */
+void migration_query(struct vm *vm, int *status, struct migration_stats *st, char *err,
+		     size_t errlen);
+
+void migration_set_event_cb(struct vm *vm, migration_event_cb cb);
+
+/* For the migration thread's helpers. */
+bool migration_cancelled(const struct migration *m);
+void migration_set_status(struct migration *m, int status);
+void migration_fail(struct migration *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t now_ns(void);
+
+#endif

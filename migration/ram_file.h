@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest RAM in a file with the fixed-offset layout: every page of region r
+ * lives at ram_offset + (sum of earlier regions' sizes) + page offset, zero
+ * pages are holes, so the file never exceeds RAM plus state. Integrity: one
+ * CRC per chunk of RAM_CHUNK bytes, defined as CRC32C over the chunk's
+ * per-page CRC32Cs (u32 LE), so a hole costs a constant, not a read.
+ *
+ * Zero pages are found without touching untouched memory: SEEK_DATA and
+ * SEEK_HOLE on the region's memfd skip what was never written; only pages
+ * inside data extents are read (and dropped as holes if all zero).
+ */
+#ifndef MIGRATION_RAM_FILE_H
+#define MIGRATION_RAM_FILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/guest_mem.h"
+
+#define RAM_CHUNK         (2ULL << 20)
+#define RAM_FILE_OFFSET   (2ULL << 20)     /* 2 MiB: huge-page aligned for --lazy */
+
+struct ram_stats {
+	uint64_t pages_present;
+	uint64_t pages_zero;
+	uint64_t bytes_written;
+};
+
+/* Number of chunks covering `mem`. */
+uint64_t ram_nr_chunks(const struct guest_mem *mem);
+/* Byte offset within the RAM area of region `i`. */
+uint64_t ram_region_offset(const struct guest_mem *mem, unsigned i);
+
+/* Write every non-zero page of `mem` to fd at ram_offset + layout, and fill
+ * crcs[ram_nr_chunks()] . Pages the file already has as data but that are
+ * now zero get their hole punched (the file may be reused). 0 or -1. */
+int ram_file_write(int fd, uint64_t ram_offset, const struct guest_mem *mem, uint32_t *crcs,
+		   struct ram_stats *st);
+
+/* The same chunk CRCs from guest memory alone, writing nothing: the RAM
+ * digest tests compare between source and destination. */
+int ram_compute_crcs(const struct guest_mem *mem, uint32_t *crcs, struct ram_stats *st);
+
+/* Read the RAM area into `mem` (whose pages must be untouched zeros),
+ * checking every chunk CRC unless `crcs` is NULL. 0 or -1 (message). */
+int ram_file_read(int fd, uint64_t ram_offset, struct guest_mem *mem, const uint32_t *crcs,
+		  struct ram_stats *st);
+
+/* Map the RAM area of fd copy-on-write over mem's regions (--lazy). */
+int ram_file_map(int fd, uint64_t ram_offset, struct guest_mem *mem);
+
+/* Count pages present in the file's RAM area (SEEK_DATA), for --inspect. */
+uint64_t ram_file_pages_present(int fd, uint64_t ram_offset, uint64_t ram_length);
+
+#endif

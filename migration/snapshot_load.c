@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Reading a snapshot file: everything is validated before the VM is built
+ * — header, then every record after the RAM area, the index's size against
+ * the machine's RAM, the end record's totals — so a bad file is refused
+ * with one message and no half-built guest.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "migration/machine.h"
+#include "migration/ram_file.h"
+#include "migration/snapshot.h"
+#include "migration/vmstate.h"
+#include "vmm/log.h"
+
+static int read_header(struct snapshot *s, uint64_t file_size)
+{
+	struct record rec;
+	int ret;
+
+	char magic[8];
+
+	chan_init(&s->chan, s->fd, true, 0, s->path);
+	/* The first bytes decide whether this is ours at all. */
+	if (file_size < sizeof(struct record_hdr) + sizeof(s->hdr) + 4 ||
+	    pread(s->fd, magic, 8, sizeof(struct record_hdr)) != 8 ||
+	    memcmp(magic, STREAM_MAGIC, 8)) {
+		pr_err("%s: not a minivmm snapshot (%s)", s->path,
+		       file_size < sizeof(struct record_hdr) + sizeof(s->hdr) + 4 ? "too short" : "bad magic");
+		return -1;
+	}
+	if (record_read(&s->chan, &rec, REC_HEADER) < 0)
+		return -1;
+	ret = stream_header_check(&rec, &s->hdr);
+	record_free(&rec);
+	if (ret < 0)
+		return -1;
+	if (!(s->hdr.flags & FLAG_FILE_LAYOUT) || s->hdr.ram_offset % 4096 ||
+	    s->hdr.meta_offset < s->hdr.ram_offset + s->hdr.ram_length ||
+	    s->hdr.meta_offset > file_size || s->hdr.meta_length > file_size - s->hdr.meta_offset) {
+		pr_err("%s: snapshot layout is inconsistent (file truncated or corrupt)", s->path);
+		return -1;
+	}
+	return 0;
+}
+
+static int read_records(struct snapshot *s)
+{
+	s->chan.off = s->hdr.meta_offset;
+	s->chan.records = 1;
+	if (record_read(&s->chan, &s->machine, REC_MACHINE) < 0 ||
+	    record_read(&s->chan, &s->ram_index, REC_RAM_INDEX) < 0 ||
+	    record_read(&s->chan, &s->state, REC_STATE) < 0 ||
+	    record_read(&s->chan, &s->end, REC_END) < 0)
+		return -1;
+	memcpy(&s->totals, s->end.payload, sizeof(s->totals));
+	if (s->totals.records != s->chan.records - 1) {
+		pr_err("%s: end record counts %llu records, found %llu", s->path,
+		       (unsigned long long)s->totals.records, (unsigned long long)(s->chan.records - 1));
+		return -1;
+	}
+	if (s->ram_index.length < 4 || (s->ram_index.length - 4) / 4 * RAM_CHUNK != s->hdr.ram_length ||
+	    (s->ram_index.length - 4) % 4) {
+		pr_err("%s: RAM index does not match the RAM area", s->path);
+		return -1;
+	}
+	return 0;
+}
+
+int snapshot_open(struct snapshot *s, const char *path)
+{
+	struct stat st;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->fd < 0) {
+		pr_err("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(s->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		pr_err("%s: not a regular file", path);
+		return -1;
+	}
+	if (read_header(s, (uint64_t)st.st_size) < 0 || read_records(s) < 0)
+		return -1;
+	return 0;
+}
+
+void snapshot_close(struct snapshot *s)
+{
+	record_free(&s->machine);
+	record_free(&s->ram_index);
+	record_free(&s->state);
+	record_free(&s->end);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
+
+int snapshot_load_ram(struct snapshot *s, struct vm *vm, bool lazy)
+{
+	const uint32_t *crcs = (const uint32_t *)((const uint8_t *)s->ram_index.payload + 4);
+	struct ram_stats rs;
+
+	if (ram_nr_chunks(&vm->mem) * RAM_CHUNK != s->hdr.ram_length || s->totals.ram_size != vm->mem.ram_size) {
+		pr_err("%s: RAM area does not match the machine description", s->path);
+		return -1;
+	}
+	if (lazy)
+		return ram_file_map(s->fd, s->hdr.ram_offset, &vm->mem);
+	if (ram_file_read(s->fd, s->hdr.ram_offset, &vm->mem, crcs, &rs) < 0)
+		return -1;
+	if (rs.pages_present != s->totals.pages_present) {
+		pr_err("%s: %llu RAM pages present, the end record says %llu", s->path,
+		       (unsigned long long)rs.pages_present, (unsigned long long)s->totals.pages_present);
+		return -1;
+	}
+	return 0;
+}
+
+int snapshot_inspect(const char *path)
+{
+	struct snapshot s;
+	uint64_t present;
+	int ret = -1;
+
+	if (snapshot_open(&s, path) < 0)
+		goto out;
+	present = ram_file_pages_present(s.fd, s.hdr.ram_offset, s.hdr.ram_length);
+	printf("file: %s\n", path);
+	printf("format: minivmm stream %u.%u, fixed-offset file layout\n", s.hdr.major, s.hdr.minor);
+	machine_print(s.machine.payload, s.machine.length);
+	printf("ram: %llu MiB in %llu chunks of 2 MiB at offset %llu; %llu pages present, %llu zero (holes)\n",
+	       (unsigned long long)(s.totals.ram_size >> 20),
+	       (unsigned long long)(s.ram_index.length - 4) / 4, (unsigned long long)s.hdr.ram_offset,
+	       (unsigned long long)s.totals.pages_present, (unsigned long long)s.totals.pages_zero);
+	if (present < s.totals.pages_present)
+		printf("warning: only %llu pages have data in the file\n", (unsigned long long)present);
+	printf("state: %llu bytes\n", (unsigned long long)s.state.length);
+	vmstate_print(s.state.payload, s.state.length);
+	ret = 0;
+out:
+	snapshot_close(&s);
+	return ret;
+}

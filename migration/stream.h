@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The migration stream's record codec (docs/migration-format.md): every
+ * record is a 16-byte header {u32 type, u32 flags, u64 length}, `length`
+ * bytes of payload, and a CRC32C of header and payload, all little-endian.
+ * A reader checks the type, bounds the length by type before allocating
+ * anything, and verifies the CRC before handing the payload out.
+ *
+ * The I/O goes through a `struct chan`: a file descriptor plus an offset
+ * (files are written with pwrite at known places; sockets sequentially).
+ */
+#ifndef MIGRATION_STREAM_H
+#define MIGRATION_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define STREAM_MAGIC        "MINIVMM\n"
+#define STREAM_MAJOR        1
+#define STREAM_MINOR        0
+
+enum record_type {
+	REC_HEADER = 1,         /* struct stream_header */
+	REC_MACHINE = 2,        /* FDT: what the destination must build */
+	REC_RAM = 3,            /* a batch of pages (TCP stream) */
+	REC_RAM_INDEX = 4,      /* file: chunk size and one CRC per chunk */
+	REC_STATE = 5,          /* FDT: vCPU, VM and device state */
+	REC_END = 6,            /* struct stream_end: totals to check */
+	REC_TYPE_MAX = REC_END,
+};
+
+#define FLAG_FILE_LAYOUT    1U  /* header: RAM lives at fixed offsets in this file */
+
+struct stream_header {
+	char magic[8];
+	uint16_t major;
+	uint16_t minor;
+	uint32_t flags;
+	uint64_t ram_offset;    /* file layout: where the RAM area starts */
+	uint64_t ram_length;
+	uint64_t meta_offset;   /* file layout: where the records after RAM start */
+	uint64_t meta_length;
+} __attribute__((packed));
+
+struct stream_end {
+	uint64_t records;       /* records before this one, header included */
+	uint64_t pages_present; /* non-zero pages carried */
+	uint64_t pages_zero;
+	uint64_t ram_size;
+} __attribute__((packed));
+
+struct record_hdr {
+	uint32_t type;
+	uint32_t flags;
+	uint64_t length;
+} __attribute__((packed));
+
+struct chan {
+	int fd;
+	bool seekable;          /* use pread/pwrite at `off` */
+	uint64_t off;
+	uint64_t bytes;         /* moved so far */
+	uint64_t records;       /* records read or written */
+	const char *name;       /* for messages: "file /snap", "tcp 127.0.0.1:4444" */
+};
+
+struct record {
+	uint32_t type;
+	uint32_t flags;
+	uint64_t length;
+	void *payload;          /* malloc'd, length bytes; NULL when 0 */
+};
+
+void chan_init(struct chan *c, int fd, bool seekable, uint64_t off, const char *name);
+int chan_write(struct chan *c, const void *buf, size_t len);
+int chan_writev(struct chan *c, struct iovec *iov, int n);
+/* 0, or -1 with a message (truncated stream, I/O error). */
+int chan_read(struct chan *c, void *buf, size_t len);
+
+/* Largest payload a record of `type` may have. */
+uint64_t record_max_length(uint32_t type);
+const char *record_type_name(uint32_t type);
+
+int record_write(struct chan *c, uint32_t type, uint32_t flags, const void *payload,
+		 size_t len);
+/* Scatter form for large payloads (RAM batches): payload = iov[0..n). */
+int record_writev(struct chan *c, uint32_t type, uint32_t flags, const struct iovec *iov,
+		  int n);
+/* Read the next record; `want` (0 for any) must match its type. */
+int record_read(struct chan *c, struct record *rec, uint32_t want);
+void record_free(struct record *rec);
+
+/* Header helpers: fill / validate (message names both versions). */
+void stream_header_init(struct stream_header *h, uint32_t flags);
+int stream_header_check(const struct record *rec, struct stream_header *out);
+
+#endif

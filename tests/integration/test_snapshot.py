@@ -1,0 +1,342 @@
+# SPDX-License-Identifier: MIT
+"""file: snapshots: save a running guest, restore it with no command line,
+and check that it carries on exactly: RAM digests equal, its own verify
+passes, heartbeat and kvmclock continue. And every bad input refused."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import GUEST, MINIVMM, Proc, Qmp, run_minivmm
+
+HB = r"^HB seq=(\d+) ns=(\d+)"
+
+
+def start_guest(guest_factory, tmp_path, name="src", cpus=2, memory="512M", cmdline="hb=50",
+                extra=()):
+    sock = str(tmp_path / f"{name}.sock")
+    g = guest_factory(cpus=cpus, memory=memory, cmdline=cmdline,
+                      extra=("--api-sock", sock, *extra))
+    g.ready()
+    return g, sock
+
+
+def last_hb(proc):
+    seq = ns = None
+    for line in proc.output().splitlines():
+        m = re.match(HB, line)
+        if m:
+            seq, ns = int(m.group(1)), int(m.group(2))
+    return seq, ns
+
+
+def save(sock, uri, checkpoint=False, timeout=60):
+    """Ask for a snapshot; returns the final query-migrate."""
+    q = Qmp(sock)
+    q.cmd("qmp_capabilities")
+    args = {"uri": uri}
+    if checkpoint:
+        args["checkpoint"] = True
+    r = q.cmd("migrate", args)
+    assert "return" in r, r
+    ev = q.event("MIGRATION", lambda e: e["data"]["status"] in ("completed", "failed",
+                                                                  "cancelled"),
+                 timeout=timeout)
+    info = None
+    if checkpoint or ev["data"]["status"] != "completed":
+        info = q.cmd("query-migrate")["return"]
+    return ev["data"], info, q
+
+
+def restore(snap, tmp_path, name="dst", extra=()):
+    sock = str(tmp_path / f"{name}.sock")
+    p = Proc([MINIVMM, "--incoming", f"file:{snap}", "--api-sock", sock, *extra])
+    return p, sock
+
+
+def wait_socket(proc, sock):
+    """The control socket appears once the VM is built: poll for it (bounded),
+    failing at once if the process died."""
+    import subprocess as sp
+    import time
+    deadline = time.monotonic() + 20
+    while not os.path.exists(sock):
+        assert time.monotonic() < deadline, "no control socket"
+        try:
+            proc.proc.wait(0.02)
+            raise AssertionError("minivmm exited: " + proc.tail())
+        except sp.TimeoutExpired:
+            pass
+    return Qmp(sock)
+
+
+def digest(q):
+    r = q.cmd("query-ram-digest")
+    assert "return" in r, r
+    return r["return"]["digest"]
+
+
+def test_save_restore_continues(guest_factory, tmp_path):
+    g, sock = start_guest(guest_factory, tmp_path, cpus=2)
+    g.command("fill 128M", r"^FILL done")
+    g.command("dirty 64M 20", r"^DIRTY started")
+    seq0, ns0 = g.wait_for(HB, timeout=5)[0].groups()
+    snap = tmp_path / "snap"
+    data, _, _ = save(sock, f"file:{snap}")
+    assert data["status"] == "completed"
+    assert g.wait_exit(20) == 0                     # a move: the source is gone
+    seq_src, ns_src = last_hb(g)
+    assert snap.exists() and not list(tmp_path.glob("snap.tmp-*"))
+    # The file is never larger than RAM plus state.
+    assert snap.stat().st_blocks * 512 <= (512 << 20) + (4 << 20)
+    d, dsock = restore(snap, tmp_path, extra=("--paused",))
+    try:
+        q = wait_socket(d, dsock)
+        q.cmd("qmp_capabilities")
+        assert q.cmd("query-status")["return"]["status"] == "paused"
+        assert digest(q) == data["ram-digest"]
+        assert q.cmd("cont") == {"return": {}}
+        m, _ = d.wait_for(HB, timeout=10)
+        assert int(m.group(1)) == seq_src + 1          # the heartbeat goes on
+        assert int(m.group(2)) >= ns_src               # kvmclock never goes back
+        d.send("verify\n")
+        m, _ = d.wait_for(r"^VERIFY (PASS|FAIL)", timeout=30)
+        assert m.group(1) == "PASS", d.tail()
+        d.send("stats\n")
+        d.wait_for(r"^STATS ", timeout=10)             # the console still answers
+        d.send("poweroff\n")
+        assert d.wait_exit(20) == 0
+    finally:
+        d.kill()
+
+
+@pytest.mark.parametrize("cpus", [1, 4])
+def test_chain_of_three(guest_factory, tmp_path, cpus):
+    g, sock = start_guest(guest_factory, tmp_path, cpus=cpus, memory="256M")
+    g.command("fill 64M", r"^FILL done")
+    g.command(f"dirty 32M 10", r"^DIRTY started")
+    prev = g
+    data, _, _ = save(sock, f"file:{tmp_path / 's0'}")
+    assert data["status"] == "completed" and prev.wait_exit(20) == 0
+    seq = last_hb(prev)[0]
+    procs = []
+    try:
+        for i in range(1, 4):
+            d, dsock = restore(tmp_path / f"s{i - 1}", tmp_path, name=f"d{i}")
+            procs.append(d)
+            m, _ = d.wait_for(HB, timeout=10)
+            assert int(m.group(1)) == seq + 1
+            d.send("verify\n")
+            m, _ = d.wait_for(r"^VERIFY (PASS|FAIL)", timeout=30)
+            assert m.group(1) == "PASS", d.tail()
+            if i == 3:
+                d.send("poweroff\n")
+                assert d.wait_exit(20) == 0
+                break
+            wait_socket(d, dsock)
+            data, _, _ = save(dsock, f"file:{tmp_path / f's{i}'}")
+            assert data["status"] == "completed" and d.wait_exit(20) == 0
+            seq = last_hb(d)[0]
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def test_checkpoint_keeps_source_running(guest_factory, tmp_path):
+    g, sock = start_guest(guest_factory, tmp_path)
+    g.command("fill 32M", r"^FILL done")
+    data, info, _ = save(sock, f"file:{tmp_path / 'cp'}", checkpoint=True)
+    assert data["status"] == "completed"
+    start = len(g.lines)
+    g.wait_for(HB, timeout=5, start=start)              # still running
+    g.command("verify", r"^VERIFY PASS")
+    d, _ = restore(tmp_path / "cp", tmp_path)
+    try:
+        d.wait_for(HB, timeout=10)
+        d.send("verify\n")
+        d.wait_for(r"^VERIFY PASS", timeout=30)
+    finally:
+        d.kill()
+    assert g.poweroff() == 0
+
+
+def test_lazy_restore(guest_factory, tmp_path):
+    g, sock = start_guest(guest_factory, tmp_path, memory="1G")
+    g.command("fill 256M", r"^FILL done")
+    data, _, _ = save(sock, f"file:{tmp_path / 'lz'}")
+    assert g.wait_exit(20) == 0
+    d, dsock = restore(tmp_path / "lz", tmp_path, extra=("--lazy", "--paused"))
+    try:
+        q = wait_socket(d, dsock)
+        q.cmd("qmp_capabilities")
+        assert digest(q) == data["ram-digest"]
+        q.cmd("cont")
+        d.wait_for(HB, timeout=10)
+        d.send("verify\n")
+        m, _ = d.wait_for(r"^VERIFY (PASS|FAIL)", timeout=30)
+        assert m.group(1) == "PASS"
+    finally:
+        d.kill()
+
+
+def test_inspect(guest_factory, tmp_path):
+    g, sock = start_guest(guest_factory, tmp_path, cpus=2, memory="256M")
+    g.command("fill 16M", r"^FILL done")
+    save(sock, f"file:{tmp_path / 'i'}")
+    g.wait_exit(20)
+    r = run_minivmm(["--inspect", f"file:{tmp_path / 'i'}"])
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "minivmm stream 1.0" in out
+    assert "2 vCPU(s), 256 MiB RAM" in out
+    m = re.search(r"(\d+) pages present", out)
+    assert m and int(m.group(1)) >= 16 * 256
+    for node in ("vm ", "cpu0", "cpu1", "msrs"):
+        assert node in out, out
+
+
+# ---- bad input: one clear line, non-zero exit, nothing half-restored ----
+
+@pytest.fixture(scope="module")
+def good_snapshot(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("good")
+    sock = str(tmp / "s.sock")
+    g = Proc([MINIVMM, "--kernel", GUEST, "--cpus", "4", "--memory", "64M",
+              "--cmdline", "hb=0 fill=8M", "--api-sock", sock])
+    try:
+        g.wait_for(r"^FILL done", timeout=20)
+        data, _, _ = save(sock, f"file:{tmp / 'good'}")
+        assert data["status"] == "completed"
+        assert g.wait_exit(20) == 0
+    finally:
+        g.kill()
+    return tmp / "good"
+
+
+def refused(args, words, timeout=20):
+    r = run_minivmm(args, timeout=timeout)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    errs = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(errs) == 1 and errs[0].startswith("minivmm: "), r.stderr
+    for w in words:
+        assert w in errs[0], errs[0]
+    assert "READY" not in r.stdout and "HB " not in r.stdout
+    return errs[0]
+
+
+def mutate(good, tmp_path, name, fn):
+    data = bytearray(good.read_bytes())
+    fn(data)
+    p = tmp_path / name
+    p.write_bytes(bytes(data))
+    return p
+
+
+def test_truncated(good_snapshot, tmp_path):
+    size = good_snapshot.stat().st_size
+    for cut in (0, 10, 60, size // 2, size - 1):
+        p = mutate(good_snapshot, tmp_path, f"t{cut}", lambda d: d.__delitem__(slice(cut, None)))
+        refused(["--incoming", f"file:{p}"], [])
+
+
+def test_wrong_magic(good_snapshot, tmp_path):
+    p = mutate(good_snapshot, tmp_path, "magic", lambda d: d.__setitem__(slice(16, 24), b"NOTMINI\n"))
+    refused(["--incoming", f"file:{p}"], ["not a minivmm"])
+
+
+def test_newer_major(good_snapshot, tmp_path):
+    import struct
+    import zlib  # noqa: F401  (CRC32C is not in zlib: rebuild the header CRC below)
+
+    def bump(d):
+        d[24:26] = struct.pack("<H", 2)
+        d[16 + 48:16 + 48 + 4] = struct.pack("<I", crc32c(bytes(d[0:16 + 48])))
+    p = mutate(good_snapshot, tmp_path, "major", bump)
+    refused(["--incoming", f"file:{p}"], ["version 2", "1."])
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def test_flipped_bytes(good_snapshot, tmp_path):
+    """A flipped byte anywhere that matters: header, RAM (eager CRC check),
+    machine, state, end records."""
+    size = good_snapshot.stat().st_size
+    ram = 2 << 20
+    spots = [20, 40, ram + 4096 * 3 + 17, size - 200, size - 5]
+    for i, off in enumerate(spots):
+        p = mutate(good_snapshot, tmp_path, f"f{i}", lambda d: d.__setitem__(off, d[off] ^ 0x20))
+        refused(["--incoming", f"file:{p}"], [])
+
+
+def test_backends_must_be_confirmed(guest_factory, tmp_path):
+    img = tmp_path / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    g, sock = start_guest(guest_factory, tmp_path, memory="64M", extra=("--disk", str(img)))
+    save(sock, f"file:{tmp_path / 'b'}")
+    assert g.wait_exit(20) == 0
+    err = refused(["--incoming", f"file:{tmp_path / 'b'}"], ["--accept-backends", str(img)])
+    img2 = tmp_path / "other.img"
+    with open(img2, "wb") as f:
+        f.truncate(16 << 20)
+    refused(["--incoming", f"file:{tmp_path / 'b'}", "--disk", str(img2)], ["sectors"])
+    refused(["--incoming", f"file:{tmp_path / 'b'}", "--disk", str(tmp_path / "missing.img")],
+            ["missing.img"])
+    d = Proc([MINIVMM, "--incoming", f"file:{tmp_path / 'b'}", "--accept-backends"])
+    try:
+        d.send("verify\n")
+        d.wait_for(r"^VERIFY PASS", timeout=20)
+    finally:
+        d.kill()
+    assert err
+
+
+def test_override_cannot_fit(good_snapshot):
+    refused(["--incoming", f"file:{good_snapshot}", "--cpus", "2"], ["4 vCPU"])
+    refused(["--incoming", f"file:{good_snapshot}", "--memory", "32M"], ["RAM"])
+
+
+def test_full_disk_keeps_source_running(guest_factory, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
+    try:
+        g, sock = start_guest(guest_factory, tmp_path, memory="256M")
+        g.command("fill 64M", r"^FILL done")
+        data, info, _ = save(sock, f"file:{mnt / 'full'}")
+        assert data["status"] == "failed"
+        assert "No space" in info["error-desc"] or "space" in info["error-desc"]
+        assert not any(mnt.iterdir())                  # nothing that looks complete
+        g.command("verify", r"^VERIFY PASS")            # the source runs on
+        start = len(g.lines)
+        g.wait_for(HB, timeout=5, start=start)
+        assert g.poweroff() == 0
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_readonly_dir_and_second_migrate(guest_factory, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)], check=True)
+    try:
+        g, sock = start_guest(guest_factory, tmp_path, memory="64M")
+        data, info, q = save(sock, f"file:{ro / 'x'}")
+        assert data["status"] == "failed" and info["error-desc"], info
+        g.command("stats", r"^STATS ")
+        # Two at once: the second is refused while the first runs.
+        q.cmd("migrate", {"uri": f"file:{tmp_path / 'one'}"})
+        r = q.cmd("migrate", {"uri": f"file:{tmp_path / 'two'}"})
+        if "error" not in r:        # the first was already done: it was a move
+            pytest.fail(f"second migrate accepted: {r}")
+        assert "in progress" in r["error"]["desc"] or "already" in r["error"]["desc"]
+    finally:
+        subprocess.run(["umount", "-l", str(ro)])

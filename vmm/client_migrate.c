@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `minivmm --migrate URI`: start the migration through the control socket,
+ * show progress on stderr (a bar redrawn in place on a terminal, a plain
+ * line a second otherwise), and exit 0 only when the destination has the
+ * guest (status "completed"). Any other outcome: one error line, exit 1.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/client.h"
+#include "vmm/client_internal.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define POLL_MS          100
+#define PLAIN_EVERY_MS   1000
+#define MIGRATE_STALL_MS 600000     /* no progress report at all for this long: give up */
+
+struct progress {
+	bool tty;
+	long long last_plain;
+	uint64_t total, remaining, transferred, mbps, total_time;
+	char status[32];
+	char error[512];
+};
+
+static uint64_t get_u64(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) ? (uint64_t)json_object_get_int64(v) : 0;
+}
+
+static void get_str(struct json_object *o, const char *k, char *buf, size_t len)
+{
+	struct json_object *v;
+
+	snprintf(buf, len, "%s", json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "");
+}
+
+static void progress_parse(struct progress *p, struct json_object *info)
+{
+	struct json_object *ram;
+
+	get_str(info, "status", p->status, sizeof(p->status));
+	get_str(info, "error-desc", p->error, sizeof(p->error));
+	p->total_time = get_u64(info, "total-time");
+	if (json_object_object_get_ex(info, "ram", &ram)) {
+		p->total = get_u64(ram, "total");
+		p->remaining = get_u64(ram, "remaining");
+		p->transferred = get_u64(ram, "transferred");
+		p->mbps = get_u64(ram, "mbps");
+	}
+}
+
+static void progress_draw(struct progress *p, bool final)
+{
+	uint64_t done = p->total > p->remaining ? p->total - p->remaining : 0;
+	unsigned pct = p->total ? (unsigned)(done * 100 / p->total) : 0;
+	double rate = (double)p->mbps / 8.0;    /* MB/s */
+	double eta = rate > 0 ? (double)p->remaining / 1e6 / rate : 0;
+	char bar[31];
+
+	if (!strcmp(p->status, "completed"))
+		pct = 100;
+	for (int i = 0; i < 30; i++)
+		bar[i] = i < (int)(pct * 30 / 100) ? '=' : ' ';
+	bar[30] = 0;
+	if (p->tty) {
+		fprintf(stderr, "\r[%s] %3u%% %s %llu MiB sent, %.0f MB/s, ETA %.1f s   ", bar, pct,
+			p->status, (unsigned long long)(p->transferred >> 20), rate, eta);
+		if (final)
+			fputc('\n', stderr);
+		return;
+	}
+	if (!final && now_ms() - p->last_plain < PLAIN_EVERY_MS)
+		return;
+	p->last_plain = now_ms();
+	fprintf(stderr, "migrate: %s %u%% %llu MiB sent, %.0f MB/s, %llu ms\n", p->status, pct,
+		(unsigned long long)(p->transferred >> 20), rate, (unsigned long long)p->total_time);
+}
+
+/* Ask query-migrate; 0 with p updated, -1 if the link failed. */
+static int progress_query(struct client *c, struct progress *p)
+{
+	struct json_object *ret;
+
+	if (client_send_args(c, "query-migrate", NULL) < 0)
+		return -1;
+	ret = client_reply(c, "query-migrate");
+	if (!ret)
+		return -1;
+	progress_parse(p, ret);
+	json_object_put(ret);
+	return 0;
+}
+
+static bool finished(const char *status)
+{
+	return !strcmp(status, "completed") || !strcmp(status, "failed") ||
+	       !strcmp(status, "cancelled");
+}
+
+/* Read events for up to POLL_MS: true once a MIGRATION event says it ended. */
+static bool wait_event(struct client *c, struct progress *p, bool *eof)
+{
+	struct json_object *obj, *ev, *data;
+
+	while ((obj = client_read(c, now_ms() + POLL_MS))) {
+		bool end = false;
+
+		if (json_object_object_get_ex(obj, "event", &ev) &&
+		    !strcmp(json_object_get_string(ev), "MIGRATION") &&
+		    json_object_object_get_ex(obj, "data", &data)) {
+			get_str(data, "status", p->status, sizeof(p->status));
+			end = finished(p->status);
+		}
+		json_object_put(obj);
+		if (end)
+			return true;
+	}
+	*eof = errno != ETIMEDOUT;
+	return false;
+}
+
+int client_migrate(struct client *c, const char *uri)
+{
+	struct progress p = { .tty = isatty(STDERR_FILENO) };
+	struct json_object *args = json_object_new_object(), *ret;
+	long long deadline = now_ms() + MIGRATE_STALL_MS;
+	bool eof = false;
+
+	json_object_object_add(args, "uri", json_object_new_string(uri));
+	if (client_send_args(c, "migrate", args) < 0)
+		return EXIT_VM_FAILURE;
+	ret = client_reply(c, "migrate");
+	if (!ret)
+		return EXIT_VM_FAILURE;
+	json_object_put(ret);
+	while (!wait_event(c, &p, &eof)) {
+		if (eof || now_ms() > deadline || progress_query(c, &p) < 0)
+			break;
+		if (finished(p.status))
+			break;
+		progress_draw(&p, false);
+	}
+	/* A completed move closes the socket right after the event: no more
+	 * questions, just the last picture. */
+	if (!strcmp(p.status, "completed")) {
+		p.remaining = 0;
+		progress_draw(&p, true);
+		return EXIT_OK;
+	}
+	if (finished(p.status) && !p.error[0])
+		progress_query(c, &p);
+	if (p.tty)
+		fputc('\n', stderr);
+	pr_err("migration to %s %s%s%s", uri, p.status[0] ? p.status : "lost (the VM went away)",
+	       p.error[0] ? ": " : "", p.error);
+	return EXIT_VM_FAILURE;
+}
