@@ -15,7 +15,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
 	OPT_STATUS, OPT_QUIT,
-	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT,
 };
 
 static const struct option cli_options[] = {
@@ -36,6 +36,7 @@ static const struct option cli_options[] = {
 	{ "lazy",     no_argument,       NULL, OPT_LAZY },
 	{ "inspect",  required_argument, NULL, OPT_INSPECT },
 	{ "migrate",  required_argument, NULL, OPT_MIGRATE },
+	{ "checkpoint", no_argument,     NULL, OPT_CHECKPOINT },
 	{ "status",   no_argument,       NULL, OPT_STATUS },
 	{ "quit",     no_argument,       NULL, OPT_QUIT },
 	{ "verbose",  no_argument,       NULL, 'v' },
@@ -85,6 +86,7 @@ static void cli_usage(void)
 	       "  --quit            stop the VM and wait until it has exited\n"
 	       "  --migrate URI     migrate or snapshot the VM (file:PATH), with a progress\n"
 	       "                    bar; exits 0 only when the destination has it\n"
+	       "  --checkpoint      with --migrate file: keep the VM running afterwards\n"
 	       "\n"
 	       "Console: Ctrl-A x quits, Ctrl-A h helps (when stdin is a terminal).\n"
 	       "Exit status: 0 guest powered off/reset or quit, 1 VM failure,\n"
@@ -211,6 +213,7 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_STATUS:   return set_client(client, CLIENT_STATUS);
 	case OPT_QUIT:     return set_client(client, CLIENT_QUIT);
 	case OPT_MIGRATE:  client->arg = arg; return set_client(client, CLIENT_MIGRATE);
+	case OPT_CHECKPOINT: client->checkpoint = true; return 0;
 	case OPT_DISK:     return add_disk(arg, cfg);
 	case OPT_NET:      return add_net(arg, cfg);
 	case OPT_RNG:      cfg->rng = true; return 0;
@@ -284,6 +287,10 @@ enum cli_result cli_parse_client(int argc, char **argv, struct vm_config *cfg,
 	}
 	if (optind < argc) {
 		pr_err("unexpected argument '%s' (try --help)", argv[optind]);
+		return CLI_ERROR;
+	}
+	if (client->checkpoint && client->cmd != CLIENT_MIGRATE) {
+		pr_err("--checkpoint goes with --migrate");
 		return CLI_ERROR;
 	}
 	if (client->cmd != CLIENT_NONE)

@@ -7,6 +7,8 @@
 #ifndef VMM_CLIENT_H
 #define VMM_CLIENT_H
 
+#include <stdbool.h>
+
 enum client_cmd {
 	CLIENT_NONE = 0,
 	CLIENT_STATUS,          /* print the run state, one line */
@@ -17,6 +19,7 @@ enum client_cmd {
 struct client_request {
 	enum client_cmd cmd;
 	const char *arg;        /* for commands that take one */
+	bool checkpoint;        /* --migrate: keep the source running */
 };
 
 struct vm_config;

@@ -391,6 +391,23 @@ static int vm_exit_status(struct vm *vm)
 	}
 }
 
+/* With -vv: where each vCPU was when the VM stopped (a stuck guest's clue). */
+static void vm_debug_where(struct vm *vm)
+{
+	if (log_threshold < LOG_DEBUG)
+		return;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct kvm_regs r;
+		struct kvm_sregs s;
+
+		if (ioctl(vm->vcpus[i].fd, KVM_GET_REGS, &r) == 0 &&
+		    ioctl(vm->vcpus[i].fd, KVM_GET_SREGS, &s) == 0)
+			pr_debug("vCPU %u stopped at RIP 0x%llx (CS 0x%x, CR0 0x%llx, CR3 0x%llx)", i,
+				 (unsigned long long)r.rip, s.cs.selector, (unsigned long long)s.cr0,
+				 (unsigned long long)s.cr3);
+	}
+}
+
 int vm_run(struct vm *vm)
 {
 	int ret = EXIT_VM_FAILURE;
@@ -425,6 +442,7 @@ stop:
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_join(vm->vcpus[i].thread, NULL);
+	vm_debug_where(vm);
 	control_destroy(vm);
 	console_restore(vm);
 	return ret;

@@ -28,8 +28,7 @@
 #define PORT_SINK               9
 #define RX_BUDGET               64
 #define TX_BATCH                32
-#define BUSY_NS                 (100 * NSEC_PER_MSEC)  /* after traffic: poll hard */
-#define BUSY_WAIT_NS            (50 * NSEC_PER_USEC)
+#define BUSY_NS                 (100 * NSEC_PER_MSEC)  /* after traffic: spin */
 #define TIMEOUT_NS              (5000 * NSEC_PER_MSEC)
 #define PAT_CYCLE               251             /* net send: byte k is k % 251 */
 
@@ -444,7 +443,7 @@ u64 net_poll(void)
 		if (!now && wait)
 			now = now_ns(0);
 		if (wait && now - n->last_rx < BUSY_NS)
-			wait = BUSY_WAIT_NS;
+			wait = 0;
 	}
 	return wait;
 }
@@ -480,15 +479,16 @@ static const u8 *resolve(struct nic *n, const u8 *ip)
 
 static void cmd_send(char *p)
 {
-	const char *ips = next_token(&p);
+	const char *ips = next_token(&p), *opt;
 	u64 port, bytes, dgram = UDP_MAX, off = 0, t0, ns, dgrams = 0, kicks, stalls;
 	u8 ip[4];
 	const u8 *mac;
 	struct nic *n;
+	bool ok = ips && parse_ip(ips, ip) && arg_u64(&p, &port) && port <= 0xffff &&
+		  arg_u64(&p, &bytes);
 
-	if (!ips || !parse_ip(ips, ip) || !arg_u64(&p, &port) || port > 0xffff ||
-	    !arg_u64(&p, &bytes) || (p && *p && (!arg_u64(&p, &dgram) || !dgram ||
-						  dgram > UDP_MAX))) {
+	opt = ok ? next_token(&p) : NULL;
+	if (!ok || (opt && (!parse_size(opt, &dgram) || !dgram || dgram > UDP_MAX))) {
 		out_line("ERR usage: net send IP PORT BYTES [DGRAM<=%u]", UDP_MAX);
 		return;
 	}

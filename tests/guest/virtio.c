@@ -226,6 +226,8 @@ void virtio_setup(struct mem_region *ram, unsigned nram, const char *cmdline)
 	nblk = count(VIRTIO_ID_BLK);
 	nnet = count(VIRTIO_ID_NET);
 	arena = total / 8 < ARENA_MAX ? (total / 8) & ~(MiB - 1) : ARENA_MAX;
+	if (arena < MiB)
+		arena = MiB;
 	pool = POOL_MISC + nvdevs * POOL_PER_DEV + nnet * POOL_PER_NIC +
 	       (count(VIRTIO_ID_RNG) ? POOL_RNG : 0) + (nblk ? arena : 0);
 	if (!reserve_pool(ram, nram, pool)) {

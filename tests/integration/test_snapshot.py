@@ -340,3 +340,28 @@ def test_readonly_dir_and_second_migrate(guest_factory, tmp_path):
         assert "in progress" in r["error"]["desc"] or "already" in r["error"]["desc"]
     finally:
         subprocess.run(["umount", "-l", str(ro)])
+
+
+def test_client_migrate_and_checkpoint(guest_factory, tmp_path):
+    """The user's command: `minivmm --api-sock S --migrate file:/snap`."""
+    g, sock = start_guest(guest_factory, tmp_path, memory="128M")
+    g.command("fill 16M", r"^FILL done")
+    r = run_minivmm(["--api-sock", sock, "--migrate", f"file:{tmp_path / 'cp'}",
+                     "--checkpoint"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "completed" in r.stderr                      # plain progress lines (not a tty)
+    g.command("verify", r"^VERIFY PASS")                # a checkpoint: still running
+    r = run_minivmm(["--api-sock", sock, "--migrate", f"file:{tmp_path / 'mv'}"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert g.wait_exit(20) == 0                         # a move: gone
+    assert (tmp_path / "cp").exists() and (tmp_path / "mv").exists()
+    # A failing destination: one error line, exit 1.
+    g2, sock2 = start_guest(guest_factory, tmp_path, name="g2", memory="64M")
+    r = run_minivmm(["--api-sock", sock2, "--migrate", f"file:{tmp_path}/no/such/dir/x"])
+    assert r.returncode == 1
+    errs = [l for l in r.stderr.splitlines() if l.startswith("minivmm: ")]
+    assert len(errs) == 1 and "failed" in errs[0], r.stderr
+    g2.command("stats", r"^STATS ")
+    r = run_minivmm(["--api-sock", sock2, "--migrate", "ftp://x"])
+    assert r.returncode == 1 and "unsupported" in r.stderr
+    assert g2.poweroff() == 0
