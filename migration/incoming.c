@@ -6,6 +6,7 @@
 #include "devices/virtio_mmio.h"
 #include "migration/incoming.h"
 #include "migration/machine.h"
+#include "migration/migration.h"
 #include "migration/ram_file.h"
 #include "migration/snapshot.h"
 #include "migration/vmstate.h"
@@ -23,6 +24,7 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 {
 	static struct snapshot s;       /* lives as long as the VM may fault pages in */
 	struct vm_config cfg;
+	uint64_t t0, t1;
 	int ret;
 
 	if (snapshot_open(&s, path) < 0 ||
@@ -32,11 +34,15 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 		cfg.prepare_ram = map_lazily;
 		cfg.prepare_opaque = &s;
 	}
+	t0 = now_ns();
 	ret = vm_create(vm, &cfg);
 	if (ret != EXIT_OK)
 		return ret;
+	t1 = now_ns();
 	if (!cmdline->lazy && snapshot_load_ram(&s, vm, false) < 0)
 		return EXIT_USAGE;
+	pr_info("restore: VM built in %llu ms, RAM loaded in %llu ms",
+		(unsigned long long)(t1 - t0) / 1000000, (unsigned long long)(now_ns() - t1) / 1000000);
 	if (vmstate_load(vm, s.state.payload, s.state.length) < 0 ||
 	    vmstate_load_clock(vm, s.state.payload, s.state.length) < 0)
 		return EXIT_USAGE;

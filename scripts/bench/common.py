@@ -112,6 +112,16 @@ class Qmp:
                 continue
             return m
 
+    def wait_migration_event(self, timeout=120.0):
+        """minivmm: the MIGRATION event that ends it (a move closes the socket after)."""
+        self.sock.settimeout(timeout)
+        while True:
+            for e in self.events:
+                if e.get("event") == "MIGRATION" and \
+                        e["data"]["status"] in ("completed", "failed", "cancelled"):
+                    return e["data"]
+            self.events.append(self.recv())
+
     def wait_migration(self, timeout=120.0):
         """Poll query-migrate until it ends; returns the final info."""
         deadline = time.monotonic() + timeout
