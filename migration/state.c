@@ -18,7 +18,7 @@ int state_writer_init(struct state_writer *w)
 {
 	memset(w, 0, sizeof(*w));
 	w->cap = STATE_INITIAL_SIZE;
-	w->fdt = malloc(w->cap);
+	w->fdt = calloc(1, w->cap);     /* zeroed: no stray bytes reach a stream */
 	if (!w->fdt)
 		return -1;
 	w->err = fdt_create(w->fdt, (int)w->cap);
@@ -47,7 +47,7 @@ static int state_grow(struct state_writer *w)
 
 	if (cap > STATE_MAX_SIZE)
 		return -1;
-	p = malloc(cap);
+	p = calloc(1, cap);
 	if (!p || fdt_resize(w->fdt, p, (int)cap) < 0) {
 		free(p);
 		return -1;

@@ -117,13 +117,14 @@ static int save_xsave(struct vcpu *v, struct state_writer *w)
 
 int x86_vcpu_save(struct vcpu *v, struct state_writer *w)
 {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_xcrs xcrs;
-	struct kvm_debugregs dbg;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events ev;
-	struct kvm_mp_state mp;
+	/* Zeroed: padding and reserved fields go into the stream as zeroes. */
+	struct kvm_regs regs = { 0 };
+	struct kvm_sregs sregs = { 0 };
+	struct kvm_xcrs xcrs = { 0 };
+	struct kvm_debugregs dbg = { 0 };
+	struct kvm_lapic_state lapic = { 0 };
+	struct kvm_vcpu_events ev = { 0 };
+	struct kvm_mp_state mp = { 0 };
 	char name[16];
 
 	if (vioctl(v, KVM_GET_REGS, &regs, "KVM_GET_REGS") || vioctl(v, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS") ||
@@ -360,8 +361,10 @@ int x86_vm_save(struct vm *vm, struct state_writer *w)
 
 	state_node_begin(w, "vm", VM_STATE_VERSION);
 	for (size_t i = 0; i < sizeof(irqchips) / sizeof(irqchips[0]); i++) {
-		struct kvm_irqchip chip = { .chip_id = irqchips[i].chip };
+		struct kvm_irqchip chip;
 
+		memset(&chip, 0, sizeof(chip));
+		chip.chip_id = irqchips[i].chip;
 		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0) {
 			pr_err("KVM_GET_IRQCHIP %s: %s", irqchips[i].name, strerror(errno));
 			return -1;

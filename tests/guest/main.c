@@ -178,6 +178,18 @@ static void cmd_dirty(char *a, char *b)
 	}
 }
 
+/* `reset` / `reset kbd`: pulse the i8042's reset line (command 0xFE on
+ * port 0x64), as Linux's reboot=k does; `reset triple`: a triple fault.
+ * Either way a VMM should treat it as a reboot. */
+static void cmd_reset(const char *how)
+{
+	out_line("RESET %s", *how ? how : "kbd");
+	if (!strcmp(how, "triple"))
+		triple_fault();
+	outb(0x64, 0xfe);
+	triple_fault();         /* no i8042 answered: fall back */
+}
+
 static void cmd_stats(void)
 {
 	u64 filled, dirtied, dbytes, drate;
@@ -227,9 +239,11 @@ static void run_command(char *line)
 		cmd_stats();
 	} else if (!strcmp(cmd, "poweroff")) {
 		poweroff();
+	} else if (!strcmp(cmd, "reset")) {
+		cmd_reset(a);
 	} else if (!strcmp(cmd, "help")) {
 		out_line("commands: fill SIZE|all, dirty SIZE RATE, dirty stop, idle, verify, "
-			 "hb MS, stats, poweroff, devices, blk ..., net ..., rng N, help "
+			 "hb MS, stats, poweroff, reset [kbd|triple], devices, blk ..., net ..., rng N, help "
 			 "(SIZE: bytes or K/M/G suffix)");
 	} else {
 		out_line("ERR unknown command: %s", cmd);
