@@ -173,9 +173,9 @@ class Qmp:
         self.sock.connect(path)
         self.buf = b""
         self.events = []
-        self.greeting = self._recv()
+        self.greeting = self.recv()
 
-    def _recv(self, timeout=None):
+    def recv_line(self, timeout=None):
         if timeout is not None:
             self.sock.settimeout(timeout)
         while b"\n" not in self.buf:
@@ -184,19 +184,29 @@ class Qmp:
                 raise EOFError("control socket closed")
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
-        return self._json.loads(line)
+        return line
 
-    def cmd(self, name, args=None):
-        req = {"execute": name}
-        if args is not None:
-            req["arguments"] = args
-        self.sock.sendall(self._json.dumps(req).encode() + b"\n")
+    def recv(self, timeout=None):
+        return self._json.loads(self.recv_line(timeout))
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def reply(self):
+        """The next reply, keeping events aside."""
         while True:
-            msg = self._recv()
+            msg = self.recv()
             if "event" in msg:
                 self.events.append(msg)
                 continue
             return msg
+
+    def cmd(self, name, args=None, **extra):
+        req = {"execute": name, **extra}
+        if args is not None:
+            req["arguments"] = args
+        self.send(self._json.dumps(req).encode() + b"\n")
+        return self.reply()
 
     def event(self, name, pred=lambda e: True, timeout=20.0):
         """The first event `name` matching `pred`, received already or within `timeout`."""
@@ -208,7 +218,19 @@ class Qmp:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"no {name} event within {timeout}s; got {self.events}")
-            self.events.append(self._recv(timeout=left))
+            msg = self.recv(timeout=left)
+            assert "event" in msg, f"a reply nobody asked for: {msg}"
+            self.events.append(msg)
+
+    def until_eof(self):
+        """Read events until the VM closes the connection."""
+        try:
+            while True:
+                msg = self.recv()
+                assert "event" in msg, msg
+                self.events.append(msg)
+        except EOFError:
+            pass
 
     def close(self):
         self.sock.close()

@@ -18,73 +18,9 @@ import time
 
 import pytest
 
-from conftest import GUEST, MINIVMM, run_minivmm
+from conftest import GUEST, MINIVMM, Qmp, run_minivmm
 
 HB = re.compile(r"HB seq=(\d+)")
-
-
-class Qmp:
-    """A line-oriented QMP client that keeps events aside."""
-
-    def __init__(self, path, timeout=10.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = b""
-        self.events = []
-        self.greeting = self.recv()
-
-    def recv_line(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("control socket closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line
-
-    def recv(self):
-        return json.loads(self.recv_line())
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def reply(self):
-        while True:
-            msg = self.recv()
-            if "event" in msg:
-                self.events.append(msg)
-                continue
-            return msg
-
-    def cmd(self, name, args=None, **extra):
-        req = {"execute": name, **extra}
-        if args is not None:
-            req["arguments"] = args
-        self.send(json.dumps(req).encode() + b"\n")
-        return self.reply()
-
-    def event(self, name):
-        """The first event `name`, already received or still to come."""
-        while True:
-            for i, e in enumerate(self.events):
-                if e["event"] == name:
-                    return self.events.pop(i)
-            msg = self.recv()
-            assert "event" in msg, f"a reply nobody asked for: {msg}"
-            self.events.append(msg)
-
-    def until_eof(self):
-        try:
-            while True:
-                msg = self.recv()
-                assert "event" in msg, msg
-                self.events.append(msg)
-        except EOFError:
-            pass
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <check.h>
+
+#include "tests/unit/check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -692,11 +694,5 @@ static Suite *acpi_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(acpi_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(acpi_suite());
 }

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <check.h>
+
+#include "tests/unit/check_main.h"
 #include <stdlib.h>
 
 #include "vmm/cli.h"
@@ -120,8 +122,6 @@ int main(void)
 {
 	Suite *s = suite_create("cli");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, size_suffixes);
 	tcase_add_test(tc, size_garbage);
@@ -130,9 +130,5 @@ int main(void)
 	tcase_add_test(tc, cli_rejects);
 	tcase_add_test(tc, cli_missing);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

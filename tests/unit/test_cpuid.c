@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <check.h>
+
+#include "tests/unit/check_main.h"
 #include <stdlib.h>
 
 #include "arch/x86/cpuid.h"
@@ -112,16 +114,10 @@ int main(void)
 {
 	Suite *s = suite_create("cpuid");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, topology_per_vcpu);
 	tcase_add_test(tc, single_cpu_and_timing_leaf);
 	tcase_add_test(tc, bad_ids);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

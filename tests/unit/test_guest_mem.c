@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <check.h>
+
+#include "tests/unit/check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,8 +114,6 @@ int main(void)
 {
 	Suite *s = suite_create("guest_mem");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, layout_low_only);
@@ -122,9 +122,5 @@ int main(void)
 	tcase_add_test(tc, dirty_write_crossing_pages);
 	tcase_add_test(tc, dirty_high_region);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

@@ -4,6 +4,8 @@
  * socket's commands on a VM without vCPUs (no socket, no KVM needed).
  */
 #include <check.h>
+
+#include "tests/unit/check_main.h"
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,11 +405,5 @@ static Suite *qmp_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(qmp_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(qmp_suite());
 }

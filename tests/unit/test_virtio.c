@@ -6,6 +6,8 @@
  */
 #include <stdlib.h>
 
+#include "tests/unit/check_main.h"
+
 #include "devices/virtio_rng.h"
 #include "tests/unit/virtio_harness.h"
 
@@ -275,8 +277,6 @@ int main(void)
 {
 	Suite *s = suite_create("virtio");
 	TCase *tc = tcase_create("transport");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
@@ -295,9 +295,5 @@ int main(void)
 	tcase_add_test(tc, readable_after_writable);
 	tcase_add_test(tc, event_idx_suppresses);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "tests/unit/check_main.h"
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -248,8 +250,6 @@ int main(void)
 {
 	Suite *s = suite_create("virtio-blk");
 	TCase *rw = tcase_create("rw"), *ro = tcase_create("ro");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(rw, setup_rw, teardown);
 	tcase_add_checked_fixture(ro, setup_ro, teardown);
@@ -266,9 +266,5 @@ int main(void)
 	tcase_add_test(ro, readonly_refuses_writes);
 	suite_add_tcase(s, rw);
 	suite_add_tcase(s, ro);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

@@ -9,6 +9,8 @@
 #include <libfdt.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "tests/unit/check_main.h"
 #include <unistd.h>
 
 #include "devices/virtio_blk.h"
@@ -234,8 +236,6 @@ int main(void)
 {
 	Suite *s = suite_create("virtio-state");
 	TCase *tc = tcase_create("state");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, rng_round_trip);
@@ -243,9 +243,5 @@ int main(void)
 	tcase_add_test(tc, bad_states_refused);
 	tcase_add_test(tc, state_is_a_dtb);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }
