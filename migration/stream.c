@@ -92,10 +92,13 @@ uint64_t record_max_length(uint32_t type)
 	switch (type) {
 	case REC_HEADER:    return sizeof(struct stream_header);
 	case REC_MACHINE:   return 1 << 20;
-	case REC_RAM:       return 64ULL << 20;
+	case REC_RAM:       return sizeof(struct ram_batch_hdr) +
+				   RAM_BATCH_MAX_PAGES * (8ULL + 4096);
 	case REC_RAM_INDEX: return 64ULL << 20;     /* 4 bytes per 2 MiB: 32 TiB of RAM */
 	case REC_STATE:     return STATE_MAX_SIZE;
 	case REC_END:       return sizeof(struct stream_end);
+	case REC_GO:        return 0;
+	case REC_REPLY:     return sizeof(struct stream_reply) + 1024;
 	default:            return 0;
 	}
 }
@@ -105,6 +108,7 @@ const char *record_type_name(uint32_t type)
 	static const char *const names[] = {
 		[REC_HEADER] = "header", [REC_MACHINE] = "machine", [REC_RAM] = "ram",
 		[REC_RAM_INDEX] = "ram-index", [REC_STATE] = "state", [REC_END] = "end",
+		[REC_GO] = "go", [REC_REPLY] = "reply",
 	};
 
 	return type && type <= REC_TYPE_MAX ? names[type] : "unknown";
@@ -147,7 +151,7 @@ int record_read(struct chan *c, struct record *rec, uint32_t want)
 	memset(rec, 0, sizeof(*rec));
 	if (chan_read(c, &h, sizeof(h)) < 0)
 		return -1;
-	if (!record_max_length(h.type) || (want && h.type != want)) {
+	if (!h.type || h.type > REC_TYPE_MAX || (want && h.type != want)) {
 		pr_err("%s: record %llu has type %u (%s), expected %s", c->name,
 		       (unsigned long long)c->records, h.type, record_type_name(h.type),
 		       want ? record_type_name(want) : "a known type");

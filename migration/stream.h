@@ -28,8 +28,32 @@ enum record_type {
 	REC_RAM_INDEX = 4,      /* file: chunk size and one CRC per chunk */
 	REC_STATE = 5,          /* FDT: vCPU, VM and device state */
 	REC_END = 6,            /* struct stream_end: totals to check */
-	REC_TYPE_MAX = REC_END,
+	REC_GO = 7,             /* source -> destination: run the guest now (empty) */
+	REC_REPLY = 8,          /* destination -> source (return path): struct stream_reply + text */
+	REC_TYPE_MAX = REC_REPLY,
 };
+
+/* REC_RAM payload: a header, `count` u64 entries (page address | RAM_ENTRY_ZERO),
+ * then 4096 bytes for every entry without RAM_ENTRY_ZERO, in entry order. */
+struct ram_batch_hdr {
+	uint32_t count;
+	uint32_t flags;         /* 0 */
+} __attribute__((packed));
+
+#define RAM_ENTRY_ZERO      1ULL        /* the page is all zeroes: no data follows */
+#define RAM_BATCH_MAX_PAGES 4096        /* 16 MiB of data per record at most */
+
+/* REC_REPLY payload: a code, then an optional NUL-terminated message. */
+enum reply_code {
+	REPLY_READY = 1,        /* everything arrived and checked out; waiting for GO */
+	REPLY_ERROR = 2,        /* the destination gives up: message says why */
+	REPLY_RUNNING = 3,      /* after GO: backends open, guest running */
+};
+
+struct stream_reply {
+	uint32_t code;
+	uint32_t len;           /* bytes of message that follow (NUL included) */
+} __attribute__((packed));
 
 #define FLAG_FILE_LAYOUT    1U  /* header: RAM lives at fixed offsets in this file */
 
