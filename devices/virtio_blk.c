@@ -1,12 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
- * The I/O thread waits on the queue's notify eventfd (and a stop eventfd),
- * pops every available request under the transport lock, does the I/O
- * straight into guest memory without the lock, then pushes the results
- * under the lock. A driver reset or a quiesce waits (on the transport
- * lock's condition) until no batch is in flight, so the device never
- * writes guest memory after either; reset also bumps a generation so the
- * results of the old incarnation are dropped rather than pushed.
+ * A small pool of I/O workers serves the queue, so that independent
+ * requests overlap (a buffered write can block on page-cache writeback
+ * while another request is served). Blocking I/O never runs on the event
+ * loop. A worker pops one request under the transport lock, does the I/O
+ * straight into guest memory without the lock, then pushes the result under
+ * the lock and pops the next; used entries may therefore leave in another
+ * order than they came, which virtio allows.
+ *
+ * One idle worker at a time (the "poller") sleeps on the queue's notify
+ * eventfd; the others sleep on a condition, so a kick wakes one thread, not
+ * the whole pool. A worker that pops a request wakes an idle one when more
+ * work is queued, or when requests overlap and nobody would see the next
+ * kick (not at queue depth 1, where the extra wakeup would only cost).
+ *
+ * A driver reset or a quiesce waits (on the transport lock's condition)
+ * until no request is in flight on any worker, so the device never writes
+ * guest memory after either; reset also bumps a generation so the results
+ * of the old incarnation are dropped rather than pushed. A FLUSH waits until
+ * every write popped before it has reached the file before fdatasync.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,7 +58,7 @@
 #define SECTOR_SHIFT            9
 #define BLK_ID_BYTES            20
 #define BLK_QUEUE_SIZE          256
-#define BLK_BATCH               32
+#define BLK_WORKERS             3
 #define BLK_MAX_DISCARD_SECTORS (1U << 22)      /* 2 GiB per range */
 
 struct blk_config {             /* virtio 1.1, 5.2.4 */
@@ -84,6 +96,21 @@ struct blk_discard_range {
 	uint32_t flags;
 };
 
+struct blk;
+
+struct blk_worker {
+	struct blk *b;
+	pthread_t thread;
+	/* The request in hand; all but elem's buffers guarded by the lock. */
+	struct vq_elem elem;
+	struct blk_req_hdr hdr;         /* read once, when popped */
+	uint64_t seq;                   /* pop order, for FLUSH */
+	uint64_t gen;                   /* generation it was popped in */
+	uint32_t written;
+	bool busy;                      /* holds a popped request */
+	bool writing;                   /* ...that modifies the image */
+};
+
 struct blk {
 	struct virtio_device *dev;
 	struct disk_config cfg;
@@ -93,16 +120,19 @@ struct blk {
 	uint64_t size;                  /* bytes, a multiple of 512 */
 	struct blk_config config;
 	struct virtio_device_ops ops;   /* blk_ops, adjusted for read-only */
-	pthread_t thread;
-	bool thread_started;
 	int stop_fd;
-	/* In-flight tracking for reset and quiesce (see top of file);
-	 * guarded by the transport lock. */
-	pthread_cond_t io_idle;
-	bool io_busy;
+	/* Pool state (see top of file); guarded by the transport lock. */
+	pthread_cond_t work;            /* idle workers other than the poller */
+	pthread_cond_t io_idle;         /* completions: reset, quiesce, FLUSH */
+	unsigned nr_workers;            /* started */
+	unsigned inflight;              /* requests popped, not yet completed */
+	unsigned idle;                  /* waiting on `work` */
+	unsigned flush_waiters;
+	bool poller;                    /* a worker sleeps on the notify eventfd */
+	bool stopping;
 	uint64_t generation;
-	struct vq_elem elems[BLK_BATCH];
-	uint32_t written[BLK_BATCH];
+	uint64_t next_seq;
+	struct blk_worker workers[BLK_WORKERS];
 };
 
 int disk_config_parse(char *arg, struct disk_config *cfg)
@@ -242,25 +272,58 @@ static uint8_t blk_get_id(struct blk *b, const struct vq_elem *e, uint32_t *writ
 	return VIRTIO_BLK_S_OK;
 }
 
-/* Serve one request; returns the bytes written into the guest's buffers. */
-static uint32_t blk_handle(struct blk *b, struct vq_elem *e)
+static bool blk_is_write(uint32_t type)
 {
-	struct blk_req_hdr h;
+	return type == VIRTIO_BLK_T_OUT || type == VIRTIO_BLK_T_DISCARD ||
+	       type == VIRTIO_BLK_T_WRITE_ZEROES;
+}
+
+/* Lock held: is a write popped before `seq` still in flight elsewhere? */
+static bool blk_older_write(const struct blk *b, uint64_t seq)
+{
+	for (unsigned i = 0; i < b->nr_workers; i++) {
+		const struct blk_worker *w = &b->workers[i];
+
+		if (w->busy && w->writing && w->seq < seq)
+			return true;
+	}
+	return false;
+}
+
+/* fdatasync only covers writes that have reached the file: one popped
+ * before this FLUSH may still be running on another worker, so wait for
+ * it. Writes wait for nothing, so these waits cannot form a cycle. */
+static uint8_t blk_flush(struct blk *b, const struct blk_worker *w)
+{
+	pthread_mutex_t *lock = &b->dev->lock;
+
+	pthread_mutex_lock(lock);
+	b->flush_waiters++;
+	while (blk_older_write(b, w->seq))
+		pthread_cond_wait(&b->io_idle, lock);
+	b->flush_waiters--;
+	pthread_mutex_unlock(lock);
+	return fdatasync(b->fd) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+/* Serve w's request; returns the bytes written into the guest's buffers. */
+static uint32_t blk_handle(struct blk *b, struct blk_worker *w)
+{
+	struct vq_elem *e = &w->elem;
 	uint32_t written = 0;
 	uint8_t status;
 
-	if (e->out_len < sizeof(h) || e->in_len < 1) {
+	if (e->out_len < sizeof(w->hdr) || e->in_len < 1) {
 		/* No room even for a status byte: nothing we can say. */
 		return 0;
 	}
-	iov_to_buf(e->out, e->n_out, 0, &h, sizeof(h));
-	switch (h.type) {
+	switch (w->hdr.type) {
 	case VIRTIO_BLK_T_IN:
 	case VIRTIO_BLK_T_OUT:
-		status = blk_rw(b, e, h.sector, h.type == VIRTIO_BLK_T_IN, &written);
+		status = blk_rw(b, e, w->hdr.sector, w->hdr.type == VIRTIO_BLK_T_IN, &written);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		status = fdatasync(b->fd) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		status = blk_flush(b, w);
 		break;
 	case VIRTIO_BLK_T_GET_ID:
 		status = blk_get_id(b, e, &written);
@@ -277,78 +340,105 @@ static uint32_t blk_handle(struct blk *b, struct vq_elem *e)
 	return written + 1;
 }
 
-/* Pop up to BLK_BATCH requests. Returns how many; -1 if the ring is bad. */
-static int blk_pop_batch(struct blk *b, uint64_t *gen)
+/* Lock held. Take one request for w; false if there is none. */
+static bool blk_pop(struct blk *b, struct blk_worker *w)
 {
 	struct virtio_device *d = b->dev;
-	int n = 0, r = 0;
+	struct virtqueue *vq = &d->vqs[0];
+	int r;
 
-	pthread_mutex_lock(&d->lock);
-	*gen = b->generation;
-	while (n < BLK_BATCH && virtio_live(d) &&
-	       (r = vq_pop(&d->vqs[0], &d->vm->mem, &b->elems[n])) > 0)
-		n++;
-	if (r < 0) {
+	if (!virtio_live(d))
+		return false;
+	r = vq_pop(vq, &d->vm->mem, &w->elem);
+	if (r < 0)
 		virtio_needs_reset(d, "malformed descriptor chain");
-		n = 0;
-	}
-	b->io_busy = n > 0;
-	pthread_mutex_unlock(&d->lock);
-	return n;
+	if (r <= 0)
+		return false;
+	/* The header is read here, under the lock, so that the type FLUSH
+	 * ordering relies on is the one the request is served as. */
+	w->hdr.type = UINT32_MAX;
+	if (w->elem.out_len >= sizeof(w->hdr))
+		iov_to_buf(w->elem.out, w->elem.n_out, 0, &w->hdr, sizeof(w->hdr));
+	w->writing = blk_is_write(w->hdr.type);
+	w->seq = b->next_seq++;
+	w->gen = b->generation;
+	w->busy = true;
+	b->inflight++;
+	if (b->idle && (vq_has_avail(vq) || (!b->poller && b->inflight > 1)))
+		pthread_cond_signal(&b->work);
+	return true;
 }
 
-static void blk_complete_batch(struct blk *b, int n, uint64_t gen)
+/* Lock held. Pushed even when quiesced meanwhile (the request was taken
+ * before); dropped only if the driver reset the device. */
+static void blk_complete(struct blk *b, struct blk_worker *w)
 {
 	struct virtio_device *d = b->dev;
 	struct virtqueue *vq = &d->vqs[0];
 
-	pthread_mutex_lock(&d->lock);
-	/* Pushed even when quiesced meanwhile (the batch was taken before);
-	 * dropped only if the driver reset the device. */
-	if (gen == b->generation) {
-		for (int i = 0; i < n; i++)
-			vq_push(vq, &d->vm->mem, &b->elems[i], b->written[i]);
+	if (w->gen == b->generation) {
+		vq_push(vq, &d->vm->mem, &w->elem, w->written);
 		if (vq_should_notify(vq))
 			virtio_signal_used(d);
 	}
-	b->io_busy = false;
-	pthread_cond_broadcast(&b->io_idle);
-	pthread_mutex_unlock(&d->lock);
+	w->busy = w->writing = false;
+	b->inflight--;
+	if (!b->inflight || b->flush_waiters)
+		pthread_cond_broadcast(&b->io_idle);
 }
 
-static void *blk_thread(void *arg)
+/* Lock not held: sleep until the queue is kicked or the pool stops. */
+static void blk_poll(struct blk *b)
 {
-	struct blk *b = arg;
 	struct pollfd pfd[2] = {
 		{ .fd = b->dev->notify_fd[0], .events = POLLIN },
 		{ .fd = b->stop_fd, .events = POLLIN },
 	};
+	eventfd_t v;
+
+	if (poll(pfd, 2, -1) > 0 && pfd[0].revents)
+		eventfd_read(b->dev->notify_fd[0], &v);
+}
+
+static void *blk_worker(void *arg)
+{
+	struct blk_worker *w = arg;
+	struct blk *b = w->b;
+	pthread_mutex_t *lock = &b->dev->lock;
 
 	pthread_setname_np(pthread_self(), "blk-io");
+	pthread_mutex_lock(lock);
 	for (;;) {
-		uint64_t gen, v;
-		int n;
-
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		if (w->busy)
+			blk_complete(b, w);
+		if (b->stopping)
 			break;
-		if (pfd[1].revents)
-			break;
-		if (eventfd_read(b->dev->notify_fd[0], &v) < 0)
-			continue;
-		/* Drain: requests may arrive while we serve the previous batch. */
-		while ((n = blk_pop_batch(b, &gen)) > 0) {
-			for (int i = 0; i < n; i++)
-				b->written[i] = blk_handle(b, &b->elems[i]);
-			blk_complete_batch(b, n, gen);
+		if (blk_pop(b, w)) {
+			pthread_mutex_unlock(lock);
+			w->written = blk_handle(b, w);
+			pthread_mutex_lock(lock);
+		} else if (!b->poller) {
+			/* The eventfd is read before the next pop, so a kick
+			 * after that pop's empty look is never lost. */
+			b->poller = true;
+			pthread_mutex_unlock(lock);
+			blk_poll(b);
+			pthread_mutex_lock(lock);
+			b->poller = false;
+		} else {
+			b->idle++;
+			pthread_cond_wait(&b->work, lock);
+			b->idle--;
 		}
 	}
+	pthread_mutex_unlock(lock);
 	return NULL;
 }
 
-/* Lock held. Waiting releases it, so the I/O thread can finish its batch. */
+/* Lock held. Waiting releases it, so the workers can finish. */
 static void blk_wait_idle(struct blk *b)
 {
-	while (b->io_busy)
+	while (b->inflight)
 		pthread_cond_wait(&b->io_idle, &b->dev->lock);
 }
 
@@ -414,14 +504,21 @@ static void blk_destroy(struct virtio_device *d)
 
 	if (!b)
 		return;
-	if (b->thread_started) {
+	if (b->nr_workers) {
+		/* The poller sees stop_fd; the others wait on `work`. */
+		pthread_mutex_lock(&d->lock);
+		b->stopping = true;
+		pthread_cond_broadcast(&b->work);
+		pthread_mutex_unlock(&d->lock);
 		eventfd_write(b->stop_fd, 1);
-		pthread_join(b->thread, NULL);
+		for (unsigned i = 0; i < b->nr_workers; i++)
+			pthread_join(b->workers[i].thread, NULL);
 	}
 	if (b->stop_fd >= 0)
 		close(b->stop_fd);
 	if (b->fd >= 0)
 		close(b->fd);
+	pthread_cond_destroy(&b->work);
 	pthread_cond_destroy(&b->io_idle);
 	free(b);
 }
@@ -496,6 +593,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	snprintf(b->path, sizeof(b->path), "%s", cfg->path);
 	b->cfg.path = b->path;
 	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial ? cfg->serial : "");
+	pthread_cond_init(&b->work, NULL);
 	pthread_cond_init(&b->io_idle, NULL);
 	b->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (b->stop_fd < 0 || blk_open(b) < 0) {
@@ -510,11 +608,19 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	b->dev = virtio_mmio_create(vm, &b->ops, b);
 	if (!b->dev)
 		return -1;
-	err = pthread_create(&b->thread, NULL, blk_thread, b);
-	if (err) {
-		pr_err("--disk %s: cannot start the I/O thread: %s", b->path, strerror(err));
-		return -1;
+	for (unsigned i = 0; i < BLK_WORKERS; i++) {
+		struct blk_worker *w = &b->workers[i];
+
+		w->b = b;
+		err = pthread_create(&w->thread, NULL, blk_worker, w);
+		if (err) {
+			/* The device is registered: destroying it joins those started. */
+			pr_err("--disk %s: cannot start an I/O thread: %s", b->path, strerror(err));
+			return -1;
+		}
+		pthread_mutex_lock(&b->dev->lock);
+		b->nr_workers++;
+		pthread_mutex_unlock(&b->dev->lock);
 	}
-	b->thread_started = true;
 	return 0;
 }

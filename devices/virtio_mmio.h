@@ -64,6 +64,9 @@ struct virtio_device_ops {
 	 * for a snapshot or migration); resume undoes it. Lock not held. */
 	void (*quiesce)(struct virtio_device *d);
 	void (*resume)(struct virtio_device *d);
+	/* Give up the host backend (tap, disk lock): the guest now runs on
+	 * another host, which takes it over. The device stays quiesced. */
+	void (*release)(struct virtio_device *d);
 	/* Device-specific state, inside the transport's node (lock held). */
 	uint32_t state_version;
 	void (*save)(struct virtio_device *d, struct state_writer *w);
@@ -109,6 +112,7 @@ void virtio_mmio_save(struct virtio_device *d, struct state_writer *w);
  * backends; checks device type, queue layout, ring addresses. */
 int virtio_mmio_load(struct virtio_device *d, const struct state_reader *parent);
 void virtio_mmio_quiesce(struct virtio_device *d);
+void virtio_mmio_release(struct virtio_device *d);
 void virtio_mmio_resume(struct virtio_device *d);
 
 /* GSI of device window `index` (5, 6, 7, 9, 10, ... skipping 8). */

@@ -183,3 +183,9 @@ void virtio_mmio_resume(struct virtio_device *d)
 	for (unsigned q = 0; q < d->ops->num_queues; q++)
 		eventfd_write(d->notify_fd[q], 1);
 }
+
+void virtio_mmio_release(struct virtio_device *d)
+{
+	if (d->ops->release)
+		d->ops->release(d);
+}

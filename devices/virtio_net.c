@@ -245,6 +245,23 @@ static void net_resume(struct virtio_device *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
+static void net_release(struct virtio_device *d)
+{
+	struct net *n = d->priv;
+
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	pthread_mutex_lock(&d->lock);
+	net_watch_rx(n, false);
+	/* Closing our tap file detaches us, so the destination can attach.
+	 * dup2 keeps the fd number valid for the event loop's bookkeeping. */
+	if (null >= 0) {
+		dup3(null, n->tap_fd, O_CLOEXEC);
+		close(null);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void net_save(struct virtio_device *d, struct state_writer *w)
 {
 	struct net *n = d->priv;
@@ -300,6 +317,7 @@ static const struct virtio_device_ops net_ops = {
 	.destroy = net_destroy,
 	.quiesce = net_quiesce,
 	.resume = net_resume,
+	.release = net_release,
 	.state_version = 1,
 	.save = net_save,
 	.load = net_load,

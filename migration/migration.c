@@ -15,11 +15,14 @@
 #include <unistd.h>
 
 #include "migration/migration.h"
+#include "migration/precopy.h"
 #include "migration/snapshot.h"
+#include "migration/uri.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
 #define DEFAULT_DOWNTIME_MS 300
+#define DEFAULT_STALL_MS    10000
 
 uint64_t now_ns(void)
 {
@@ -70,14 +73,17 @@ void migration_set_event_cb(struct vm *vm, migration_event_cb cb)
 static void *migration_thread(void *arg)
 {
 	struct migration *m = arg;
+	struct mig_uri uri;
+	char err[256];
 	int ret = -1;
 
 	pthread_setname_np(pthread_self(), "migration");
+	uri_parse(m->uri, &uri, err, sizeof(err));      /* checked in migration_start */
 	log_capture_errors(m->error, sizeof(m->error));
-	if (!strncmp(m->uri, "file:", 5))
-		ret = snapshot_save(m, m->uri + 5);
+	if (uri.kind == URI_FILE)
+		ret = snapshot_save(m, uri.path);
 	else
-		pr_err("migration URI '%s' is not supported yet (file:PATH)", m->uri);
+		ret = precopy_migrate(m, &uri);
 	log_capture_errors(NULL, 0);
 	if (ret == 0)
 		migration_set_status(m, MIG_COMPLETED);
@@ -114,6 +120,9 @@ static void migration_on_done(void *opaque, uint32_t events)
 	/* A completed move: the guest lives elsewhere now. */
 	if (status == MIG_COMPLETED && !m->checkpoint)
 		vm_request_stop(vm, VM_STOP_MIGRATED);
+	else if (status != MIG_COMPLETED && m->go_sent)
+		pr_err("migration: the destination did not confirm after GO; this VM stays paused "
+		       "(it may be running there: check before `cont`)");
 }
 
 int migration_init(struct vm *vm)
@@ -124,6 +133,7 @@ int migration_init(struct vm *vm)
 		return -1;
 	m->vm = vm;
 	m->downtime_limit_ms = DEFAULT_DOWNTIME_MS;
+	m->stall_timeout_ms = DEFAULT_STALL_MS;
 	pthread_mutex_init(&m->stats_lock, NULL);
 	m->done_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->done_efd < 0 || event_loop_add(&vm->loop, m->done_efd, EPOLLIN, migration_on_done, vm) < 0) {
@@ -152,28 +162,29 @@ void migration_destroy(struct vm *vm)
 	vm->mig = NULL;
 }
 
-static bool uri_supported(const char *uri)
-{
-	return !strncmp(uri, "file:", 5) && uri[5];
-}
 
 int migration_start(struct vm *vm, const char *uri, bool checkpoint, char *err, size_t errlen)
 {
 	struct migration *m = vm->mig;
+	struct mig_uri u;
 
 	if (m->thread_live) {
 		snprintf(err, errlen, "a migration is already in progress (%s)",
 			 migration_status_name(atomic_load(&m->status)));
 		return -1;
 	}
-	if (!uri_supported(uri) || strlen(uri) >= sizeof(m->uri)) {
-		snprintf(err, errlen, "unsupported migration URI '%s' (expected file:PATH)", uri);
+	if (strlen(uri) >= sizeof(m->uri) || uri_parse(uri, &u, err, errlen) < 0)
+		return -1;
+	if (checkpoint && u.kind != URI_FILE) {
+		snprintf(err, errlen, "checkpoint goes with file: (a live migration is a move)");
 		return -1;
 	}
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
 	m->checkpoint = checkpoint;
 	m->error[0] = 0;
 	m->has_digest = false;
+	m->go_sent = false;
+	m->pause_ns = 0;
 	atomic_store(&m->cancel, false);
 	memset(&m->stats, 0, sizeof(m->stats));
 	m->stats.ram_total = vm->mem.ram_size;

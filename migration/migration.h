@@ -71,6 +71,10 @@ struct migration {
 	/* Settable with migrate-set-parameters. */
 	uint64_t downtime_limit_ms;
 	uint64_t max_bandwidth;         /* bytes/s, 0 = unlimited */
+	uint64_t stall_timeout_ms;      /* a peer silent this long has failed */
+	/* Live migration progress (precopy.c). */
+	bool go_sent;                   /* after GO the source never resumes itself */
+	uint64_t pause_ns;
 };
 
 int migration_init(struct vm *vm);

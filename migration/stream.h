@@ -41,6 +41,11 @@ struct ram_batch_hdr {
 } __attribute__((packed));
 
 #define RAM_ENTRY_ZERO      1ULL        /* the page is all zeroes: no data follows */
+/* REC_RAM record flags: which pass of precopy the batch belongs to
+ * (informational; failpoints and statistics key on it). */
+#define RAM_PHASE_BULK      0
+#define RAM_PHASE_ROUND     1
+#define RAM_PHASE_FINAL     2
 #define RAM_BATCH_MAX_PAGES 4096        /* 16 MiB of data per record at most */
 
 /* REC_REPLY payload: a code, then an optional NUL-terminated message. */

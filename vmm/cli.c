@@ -15,7 +15,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
 	OPT_STATUS, OPT_QUIT,
-	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_DIRTY_RING,
 };
 
 static const struct option cli_options[] = {
@@ -37,6 +37,7 @@ static const struct option cli_options[] = {
 	{ "inspect",  required_argument, NULL, OPT_INSPECT },
 	{ "migrate",  required_argument, NULL, OPT_MIGRATE },
 	{ "checkpoint", no_argument,     NULL, OPT_CHECKPOINT },
+	{ "dirty-ring", required_argument, NULL, OPT_DIRTY_RING },
 	{ "status",   no_argument,       NULL, OPT_STATUS },
 	{ "quit",     no_argument,       NULL, OPT_QUIT },
 	{ "verbose",  no_argument,       NULL, 'v' },
@@ -74,6 +75,8 @@ static void cli_usage(void)
 	       "  --lazy            with --incoming file: map RAM copy-on-write, fault it in\n"
 	       "                    on first touch (RAM CRCs are then not checked up front)\n"
 	       "  --paused          start with vCPUs stopped (resume with `cont`)\n"
+	       "  --dirty-ring N    KVM dirty ring entries per vCPU for live migration\n"
+	       "                    (power of two, default 4096; 0 = dirty bitmap)\n"
 	       "  --inspect URI     describe a snapshot (file:PATH) and exit\n"
 
 	       "  -v, --verbose     more diagnostics on stderr (repeat for debug)\n"
@@ -164,6 +167,22 @@ static int parse_memory(const char *arg, uint64_t *out)
 	return 0;
 }
 
+static int parse_dirty_ring(const char *arg, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || *end || end == arg || v > (1UL << 20) || (v && (v & (v - 1)))) {
+		pr_err("--dirty-ring '%s': expected 0 (use the bitmap) or a power of two up to 1048576",
+		       arg);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
 static int parse_boot(const char *arg, enum boot_protocol *out)
 {
 	if (!strcmp(arg, "auto"))
@@ -214,6 +233,7 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_QUIT:     return set_client(client, CLIENT_QUIT);
 	case OPT_MIGRATE:  client->arg = arg; return set_client(client, CLIENT_MIGRATE);
 	case OPT_CHECKPOINT: client->checkpoint = true; return 0;
+	case OPT_DIRTY_RING: return parse_dirty_ring(arg, &cfg->dirty_ring);
 	case OPT_DISK:     return add_disk(arg, cfg);
 	case OPT_NET:      return add_net(arg, cfg);
 	case OPT_RNG:      cfg->rng = true; return 0;
@@ -265,6 +285,7 @@ enum cli_result cli_parse_client(int argc, char **argv, struct vm_config *cfg,
 	cfg->cmdline = CLI_DEFAULT_CMDLINE;
 	cfg->ncpus = 1;
 	cfg->ram_size = CLI_DEFAULT_MEMORY;
+	cfg->dirty_ring = DIRTY_RING_DEFAULT;
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":vh", cli_options, NULL)) != -1) {

@@ -23,7 +23,7 @@
 struct progress {
 	bool tty;
 	long long last_plain;
-	uint64_t total, remaining, transferred, mbps, total_time;
+	uint64_t total, remaining, transferred, mbps, total_time, downtime;
 	char status[32];
 	char error[512];
 };
@@ -80,6 +80,12 @@ static void progress_draw(struct progress *p, bool final)
 	if (!final && now_ms() - p->last_plain < PLAIN_EVERY_MS)
 		return;
 	p->last_plain = now_ms();
+	if (final && !strcmp(p->status, "completed")) {
+		fprintf(stderr, "migrate: completed: %llu MiB in %llu ms, downtime %llu ms\n",
+			(unsigned long long)(p->transferred >> 20),
+			(unsigned long long)p->total_time, (unsigned long long)p->downtime);
+		return;
+	}
 	fprintf(stderr, "migrate: %s %u%% %llu MiB sent, %.0f MB/s, %llu ms\n", p->status, pct,
 		(unsigned long long)(p->transferred >> 20), rate, (unsigned long long)p->total_time);
 }
@@ -118,6 +124,11 @@ static bool wait_event(struct client *c, struct progress *p, bool *eof)
 		    json_object_object_get_ex(obj, "data", &data)) {
 			get_str(data, "status", p->status, sizeof(p->status));
 			end = finished(p->status);
+			if (json_object_object_get_ex(data, "total-time", NULL)) {
+				p->total_time = get_u64(data, "total-time");
+				p->downtime = get_u64(data, "downtime");
+				p->transferred = get_u64(data, "transferred");
+			}
 		}
 		json_object_put(obj);
 		if (end)

@@ -59,6 +59,12 @@ struct json_object *migration_event_data(struct vm *vm, int status)
 	json_object_object_add(d, "status", json_object_new_string(migration_status_name(status)));
 	if (status == MIG_COMPLETED && vm->mig->has_digest)
 		json_object_object_add(d, "ram-digest", hex32(vm->mig->ram_digest));
+	if (status == MIG_COMPLETED) {
+		/* The source may exit right after: the figures go with the event. */
+		add_u64(d, "total-time", vm->mig->stats.total_time_ms);
+		add_u64(d, "downtime", vm->mig->stats.downtime_ms);
+		add_u64(d, "transferred", vm->mig->stats.transferred);
+	}
 	return d;
 }
 

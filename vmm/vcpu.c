@@ -12,10 +12,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/vcpu_arch.h"
 #include "arch/x86/vcpu_state.h"
+#include "migration/dirty.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
 
@@ -128,6 +130,9 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_INTR:
 	case KVM_EXIT_HLT:      /* only without an in-kernel LAPIC: just re-enter */
 		return true;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		dirty_ring_full(vcpu);
+		return true;
 	case KVM_EXIT_SHUTDOWN:
 		/* Triple fault: a PC resets. We end the VMM as for a reboot. */
 		vm_request_stop(vcpu->vm, VM_STOP_RESET);
@@ -159,6 +164,19 @@ static void vcpu_pause_point(struct vcpu *vcpu)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
+/* Auto-converge: give up our share of each throttle period. */
+static void vcpu_throttle(struct vm *vm)
+{
+	unsigned pct = atomic_load(&vm->throttle_pct);
+	struct timespec ts;
+
+	if (!pct)
+		return;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)pct * THROTTLE_PERIOD_US * 10L;     /* pct% of the period, in ns */
+	nanosleep(&ts, NULL);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -178,6 +196,7 @@ static void *vcpu_thread(void *arg)
 			/* EINTR: kicked. EAGAIN: an AP after INIT, not yet SIPI'd. */
 			if (errno == EINTR || errno == EAGAIN) {
 				__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+				vcpu_throttle(vm);
 				continue;
 			}
 			pr_err("vCPU %u: KVM_RUN: %s", vcpu->id, strerror(errno));

@@ -229,7 +229,7 @@ static int vcpus_create(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vm->vcpus[i].fd = -1;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		if (vcpu_create(vm, i) < 0)
+		if (vcpu_create(vm, i) < 0 || dirty_ring_map_vcpu(&vm->vcpus[i]) < 0)
 			return -1;
 	/* The TSC rate goes into CPUID, so ask before setting any CPUID. */
 	khz = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
@@ -267,6 +267,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		return EXIT_USAGE;
 	if (kvm_create_vm(vm) < 0 || kvm_add_memory_start(vm) < 0)
 		return EXIT_VM_FAILURE;
+	if (dirty_ring_enable(vm, cfg->dirty_ring) < 0)
+		return EXIT_USAGE;
 	if (legacy_devices_create(vm) < 0)
 		return EXIT_VM_FAILURE;
 	if (virtio_devices_create(vm) < 0)
@@ -319,6 +321,38 @@ void vm_resume(struct vm *vm)
 		vm->pause_count--;
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+/* Kicks every vCPU each period while throttling; the vCPUs then sleep. */
+static void *throttle_thread(void *arg)
+{
+	struct vm *vm = arg;
+	struct timespec ts = { 0, THROTTLE_PERIOD_US * 1000L };
+
+	pthread_setname_np(pthread_self(), "throttle");
+	while (atomic_load(&vm->throttle_pct) && !atomic_load(&vm->stop_reason)) {
+		nanosleep(&ts, NULL);
+		vm_kick_all(vm);
+	}
+	return NULL;
+}
+
+void vm_set_throttle(struct vm *vm, unsigned pct)
+{
+	atomic_store(&vm->throttle_pct, pct > 99 ? 99 : pct);
+	if (pct && !vm->throttle_running) {
+		vm->throttle_running = pthread_create(&vm->throttle_thread, NULL,
+						      throttle_thread, vm) == 0;
+	} else if (!pct && vm->throttle_running) {
+		pthread_join(vm->throttle_thread, NULL);
+		vm->throttle_running = false;
+	}
+}
+
+void vm_release_backends(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		virtio_mmio_release(vm->virtio[i]);
 }
 
 bool vm_is_paused(struct vm *vm)
@@ -455,8 +489,11 @@ void vm_destroy(struct vm *vm)
 	kvm_add_memory_wait(vm);
 	migration_destroy(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		if (vm->vcpus[i].vm)
+		if (vm->vcpus[i].vm) {
+			dirty_ring_unmap_vcpu(&vm->vcpus[i]);
 			vcpu_destroy(&vm->vcpus[i]);
+		}
+	dirty_log_stop(vm);
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		virtio_mmio_destroy(vm->virtio[i]);
 	serial_destroy(vm->serial);

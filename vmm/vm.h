@@ -20,6 +20,7 @@
 #include "arch/x86/boot.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
+#include "migration/dirty.h"
 #include "vmm/console.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_mem.h"
@@ -47,6 +48,7 @@ struct vm_config {
 	unsigned ncpus;
 	uint64_t ram_size;
 	bool cpus_set, memory_set;      /* given on the command line */
+	uint32_t dirty_ring;            /* entries per vCPU; 0 = bitmap */
 	int verbose;
 	unsigned nr_disks, nr_nets;
 	struct disk_config disks[VM_MAX_DISKS];
@@ -80,6 +82,9 @@ struct vcpu {
 	/* Restore: MSRs applied just before the first KVM_RUN. */
 	unsigned nr_deferred;
 	struct vcpu_msr deferred[VCPU_MAX_DEFERRED];
+	/* Dirty ring (migration/dirty.c). */
+	struct kvm_dirty_gfn *ring;
+	uint64_t ring_next;
 };
 
 struct serial;
@@ -125,6 +130,7 @@ struct vm {
 	unsigned nr_virtio;
 	struct virtio_device *virtio[VM_MAX_VIRTIO];
 	struct migration *mig;
+	struct dirty_tracker dirty;
 	struct control *control;        /* the control socket (vmm/control.c) */
 
 	/* Stop and pause protocol between the main thread and vCPU threads. */
@@ -136,6 +142,10 @@ struct vm {
 	unsigned pause_count;           /* vCPUs run only while 0 (nested pauses) */
 	unsigned vcpus_paused;
 	unsigned vcpus_exited;
+	/* Auto-converge: vCPUs sleep this % of every THROTTLE_PERIOD. */
+	_Atomic unsigned throttle_pct;
+	pthread_t throttle_thread;
+	bool throttle_running;
 	/* Restore: KVM_SET_CLOCK when the guest first runs (pause_lock). */
 	bool restore_clock_pending;
 	uint64_t restore_clock_ns;
@@ -157,5 +167,12 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+
+#define THROTTLE_PERIOD_US 10000
+/* Slow the guest's vCPUs to (100 - pct)% (0: full speed). Any thread. */
+void vm_set_throttle(struct vm *vm, unsigned pct);
+/* Live migration after READY: close taps and drop disk locks, so the
+ * destination can take them (the devices are quiesced already). */
+void vm_release_backends(struct vm *vm);
 
 #endif

@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Precopy: dirty logging on, all of RAM once (untouched memory skipped:
+ * the destination's RAM starts zeroed), then rounds of "harvest, send what
+ * was dirtied" until what is left fits in the downtime limit at the
+ * bandwidth measured so far; then pause, send the rest and the state, and
+ * hand over with READY/GO/RUNNING on the return path (DESIGN.md).
+ *
+ * If the guest dirties faster than we send, vCPUs are throttled in steps
+ * (auto-converge); a vCPU whose dirty ring fills is held until a harvest.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migration/machine.h"
+#include "migration/migration.h"
+#include "migration/precopy.h"
+#include "migration/stream.h"
+#include "migration/uri.h"
+#include "migration/vmstate.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define PAGE            GUEST_PAGE_SIZE
+#define MAX_RUNS        60      /* data iovecs per record (record_writev takes 64) */
+#define MAX_ROUNDS      1000
+#define THROTTLE_STEP   20
+#define THROTTLE_MAX    99
+#define CONNECT_MS      5000
+
+struct sender {
+	struct migration *m;
+	struct vm *vm;
+	struct chan c;
+	struct ram_batch_hdr hdr;
+	uint64_t entries[RAM_BATCH_MAX_PAGES];
+	struct iovec runs[MAX_RUNS];
+	unsigned nruns;
+	uint64_t pages_data, pages_zero;        /* totals for the end record */
+	uint64_t round_bytes;
+	uint64_t rate_t0, rate_bytes;           /* for max-bandwidth */
+	uint32_t phase;                         /* RAM_PHASE_*: record flags */
+};
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < PAGE / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return false;
+	return true;
+}
+
+static void rate_limit(struct sender *s, uint64_t bytes)
+{
+	uint64_t bw = s->m->max_bandwidth, due_ns;
+	struct timespec ts;
+
+	if (!bw)
+		return;
+	s->rate_bytes += bytes;
+	due_ns = s->rate_bytes * 1000000000ULL / bw;
+	if (now_ns() - s->rate_t0 < due_ns) {
+		uint64_t wait = due_ns - (now_ns() - s->rate_t0);
+
+		ts.tv_sec = (time_t)(wait / 1000000000ULL);
+		ts.tv_nsec = (long)(wait % 1000000000ULL);
+		nanosleep(&ts, NULL);   /* pacing, not synchronisation */
+	}
+}
+
+static int batch_flush(struct sender *s)
+{
+	struct iovec iov[MAX_RUNS + 2];
+	uint64_t before = s->c.bytes;
+
+	if (!s->hdr.count)
+		return 0;
+	iov[0] = (struct iovec){ &s->hdr, sizeof(s->hdr) };
+	iov[1] = (struct iovec){ s->entries, s->hdr.count * sizeof(uint64_t) };
+	memcpy(&iov[2], s->runs, s->nruns * sizeof(struct iovec));
+	if (record_writev(&s->c, REC_RAM, s->phase, iov, (int)s->nruns + 2) < 0)
+		return -1;
+	s->round_bytes += s->c.bytes - before;
+	rate_limit(s, s->c.bytes - before);
+	pthread_mutex_lock(&s->m->stats_lock);
+	s->m->stats.transferred = s->c.bytes;
+	s->m->stats.pages_normal = s->pages_data;
+	s->m->stats.pages_zero = s->pages_zero;
+	pthread_mutex_unlock(&s->m->stats_lock);
+	s->hdr.count = 0;
+	s->nruns = 0;
+	return migration_cancelled(s->m) ? -1 : 0;
+}
+
+/* Queue page `gpa` (host copy at `p`) for sending. */
+static int send_page(struct sender *s, uint64_t gpa, uint8_t *p)
+{
+	bool zero = page_is_zero(p);
+	struct iovec *last = s->nruns ? &s->runs[s->nruns - 1] : NULL;
+
+	if (s->hdr.count == RAM_BATCH_MAX_PAGES ||
+	    (!zero && s->nruns == MAX_RUNS && (uint8_t *)last->iov_base + last->iov_len != p)) {
+		if (batch_flush(s) < 0)
+			return -1;
+		last = NULL;
+	}
+	s->entries[s->hdr.count++] = gpa | (zero ? RAM_ENTRY_ZERO : 0);
+	if (zero) {
+		s->pages_zero++;
+		return 0;
+	}
+	s->pages_data++;
+	/* Neighbouring pages go out as one run: fewer, larger writes. */
+	if (last && (uint8_t *)last->iov_base + last->iov_len == p)
+		last->iov_len += PAGE;
+	else
+		s->runs[s->nruns++] = (struct iovec){ p, PAGE };
+	return 0;
+}
+
+/* First pass: every page that was ever written (SEEK_DATA on the memfd). */
+static int send_all(struct sender *s)
+{
+	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++) {
+		struct mem_region *r = &s->vm->mem.regions[i];
+		uint64_t pos = 0;
+
+		while (pos < r->size) {
+			off_t d = r->file_backed ? (off_t)pos : lseek(r->memfd, (off_t)pos, SEEK_DATA);
+			off_t h = r->file_backed ? (off_t)r->size : d < 0 ? -1 : lseek(r->memfd, d, SEEK_HOLE);
+
+			if (d < 0 && errno == ENXIO)
+				break;
+			if (d < 0 || h < 0) {
+				pr_err("SEEK_DATA on guest RAM: %s", strerror(errno));
+				return -1;
+			}
+			for (uint64_t p = (uint64_t)d; p < (uint64_t)h && p < r->size; p += PAGE)
+				if (send_page(s, r->gpa + p, r->hva + p) < 0)
+					return -1;
+			pos = (uint64_t)h;
+		}
+	}
+	return batch_flush(s);
+}
+
+/* Send every page set in `bits` (one bitmap per region); clears them. */
+static int send_dirty(struct sender *s, uint64_t **bits)
+{
+	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++) {
+		struct mem_region *r = &s->vm->mem.regions[i];
+		uint64_t nw = (r->size / PAGE + 63) / 64;
+
+		for (uint64_t w = 0; w < nw; w++) {
+			while (bits[i][w]) {
+				uint64_t page = w * 64 + (uint64_t)__builtin_ctzll(bits[i][w]);
+
+				bits[i][w] &= bits[i][w] - 1;
+				if (send_page(s, r->gpa + page * PAGE, r->hva + page * PAGE) < 0)
+					return -1;
+			}
+		}
+	}
+	return batch_flush(s);
+}
+
+/* Harvest and take everything dirtied into `bits`; returns the page count. */
+static int64_t collect_dirty(struct sender *s, uint64_t **bits)
+{
+	uint64_t n = 0;
+
+	if (dirty_harvest(s->vm) < 0)
+		return -1;
+	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++)
+		n += dirty_take(s->vm, i, bits[i]);
+	return (int64_t)n;
+}
+
+static void stats_round(struct sender *s, uint64_t dirty, uint64_t round_ns, uint64_t expected_ms)
+{
+	struct migration_stats *st = &s->m->stats;
+
+	pthread_mutex_lock(&s->m->stats_lock);
+	st->rounds++;
+	st->ram_remaining = dirty * PAGE;
+	st->dirty_rate_pps = round_ns ? dirty * 1000000000ULL / round_ns : 0;
+	st->throughput_bps = round_ns ? s->round_bytes * 1000000000ULL / round_ns : 0;
+	st->expected_downtime_ms = expected_ms;
+	st->throttle_pct = s->vm->throttle_pct;
+	pthread_mutex_unlock(&s->m->stats_lock);
+}
+
+/* Auto-converge: each round that fails to shrink the dirty set tightens the throttle. */
+static void throttle_step(struct sender *s, uint64_t dirty, uint64_t prev)
+{
+	unsigned pct = s->vm->throttle_pct;
+
+	if (prev && dirty * 10 < prev * 9)      /* shrinking by 10%+: fine */
+		return;
+	pct = pct + THROTTLE_STEP > THROTTLE_MAX ? THROTTLE_MAX : pct + THROTTLE_STEP;
+	if (pct != s->vm->throttle_pct)
+		pr_info("migration: dirty rate outruns the link, throttling vCPUs to %u%%", 100 - pct);
+	vm_set_throttle(s->vm, pct);
+}
+
+/* Rounds until the rest fits the downtime limit. `bits` keep what is left. */
+static int precopy_rounds(struct sender *s, uint64_t **bits)
+{
+	uint64_t prev = 0, bw = 0;
+
+	for (unsigned round = 0; round < MAX_ROUNDS; round++) {
+		uint64_t t0 = now_ns(), expected_ms, dirty;
+		int64_t n = collect_dirty(s, bits);
+
+		if (n < 0 || migration_cancelled(s->m))
+			return -1;
+		dirty = (uint64_t)n;
+		expected_ms = bw ? dirty * PAGE * 1000 / bw : UINT64_MAX;
+		stats_round(s, dirty, 0, expected_ms == UINT64_MAX ? 0 : expected_ms);
+		if (expected_ms <= s->m->downtime_limit_ms)
+			return 0;
+		s->round_bytes = 0;
+		s->phase = RAM_PHASE_ROUND;
+		if (send_dirty(s, bits) < 0)
+			return -1;
+		pthread_mutex_lock(&s->m->stats_lock);
+		s->m->stats.pages_dirty_resent += dirty;
+		pthread_mutex_unlock(&s->m->stats_lock);
+		if (now_ns() > t0)
+			bw = s->round_bytes * 1000000000ULL / (now_ns() - t0);
+		stats_round(s, dirty, now_ns() - t0, bw ? dirty * PAGE * 1000 / bw : 0);
+		if (round >= 2)
+			throttle_step(s, dirty, prev);
+		prev = dirty;
+	}
+	return 0;
+}
+
+static int read_reply(struct sender *s, uint32_t want, const char *phase)
+{
+	struct record rec;
+	struct stream_reply r;
+	int ret = -1;
+
+	if (record_read(&s->c, &rec, REC_REPLY) < 0) {
+		pr_err("destination gave no reply %s", phase);
+		return -1;
+	}
+	if (rec.length < sizeof(r)) {
+		pr_err("destination sent a malformed reply %s", phase);
+		goto out;
+	}
+	memcpy(&r, rec.payload, sizeof(r));
+	if (r.code == want)
+		ret = 0;
+	else if (r.code == REPLY_ERROR)
+		pr_err("destination refused the VM: %.*s",
+		       (int)(rec.length - sizeof(r) > 512 ? 512 : rec.length - sizeof(r)),
+		       (const char *)rec.payload + sizeof(r));
+	else
+		pr_err("destination answered %u %s, expected %u", r.code, phase, want);
+out:
+	record_free(&rec);
+	return ret;
+}
+
+/* VM frozen: the rest of RAM, the state, the end record; then READY. */
+static int stop_and_copy(struct sender *s, uint64_t **bits)
+{
+	struct stream_end end = { .ram_size = s->vm->mem.ram_size };
+	void *state = NULL;
+	size_t len;
+	int ret = -1;
+
+	s->phase = RAM_PHASE_FINAL;
+	if (collect_dirty(s, bits) < 0 || send_dirty(s, bits) < 0 ||
+	    vmstate_save(s->vm, &state, &len) < 0 ||
+	    record_write(&s->c, REC_STATE, 0, state, len) < 0)
+		goto out;
+	end.records = s->c.records;
+	end.pages_present = s->pages_data;
+	end.pages_zero = s->pages_zero;
+	if (record_write(&s->c, REC_END, 0, &end, sizeof(end)) < 0 ||
+	    read_reply(s, REPLY_READY, "after the end record") < 0)
+		goto out;
+	ret = 0;
+out:
+	free(state);
+	return ret;
+}
+
+static int open_channel(struct sender *s, const struct mig_uri *u)
+{
+	struct timeval tv = { .tv_sec = (time_t)(s->m->stall_timeout_ms / 1000),
+			      .tv_usec = (suseconds_t)(s->m->stall_timeout_ms % 1000) * 1000 };
+	int fd = uri_connect(u, CONNECT_MS);
+
+	if (fd < 0)
+		return -1;
+	/* A peer that stops reading or answering ends the migration, not the source. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	chan_init(&s->c, fd, false, 0, s->m->uri);
+	return 0;
+}
+
+static int send_preamble(struct sender *s)
+{
+	struct stream_header h;
+	void *machine = NULL;
+	size_t len;
+	int ret;
+
+	stream_header_init(&h, 0);
+	if (machine_save(s->vm, &machine, &len) < 0)
+		return -1;
+	ret = record_write(&s->c, REC_HEADER, 0, &h, sizeof(h)) < 0 ||
+	      record_write(&s->c, REC_MACHINE, 0, machine, len) < 0 ? -1 : 0;
+	free(machine);
+	return ret;
+}
+
+static void bits_free(uint64_t **b)
+{
+	for (unsigned i = 0; b && i < GUEST_MEM_MAX_REGIONS; i++)
+		free(b[i]);
+	free(b);
+}
+
+static uint64_t **bits_alloc(struct vm *vm)
+{
+	uint64_t **b = calloc(GUEST_MEM_MAX_REGIONS, sizeof(*b));
+
+	for (unsigned i = 0; b && i < vm->mem.nr_regions; i++) {
+		b[i] = calloc((vm->mem.regions[i].size / PAGE + 63) / 64, sizeof(uint64_t));
+		if (!b[i]) {
+			bits_free(b);
+			return NULL;
+		}
+	}
+	return b;
+}
+
+/* Everything up to READY; the VM is frozen on success. */
+static int precopy_to_ready(struct sender *s, uint64_t **bits)
+{
+	uint64_t t0;
+
+	if (send_preamble(s) < 0 || dirty_log_start(s->vm) < 0)
+		return -1;
+	migration_set_status(s->m, MIG_ACTIVE);
+	s->rate_t0 = now_ns();
+	/* Logging is on before the first page goes: writes from now on are caught. */
+	if (dirty_harvest(s->vm) < 0 || send_all(s) < 0 || precopy_rounds(s, bits) < 0)
+		return -1;
+	t0 = now_ns();
+	vmstate_freeze(s->vm);
+	migration_set_status(s->m, MIG_DEVICE);
+	s->m->pause_ns = t0;
+	if (stop_and_copy(s, bits) < 0) {
+		vmstate_thaw(s->vm);
+		return -1;
+	}
+	return 0;
+}
+
+int precopy_migrate(struct migration *m, const struct mig_uri *u)
+{
+	struct sender *s = calloc(1, sizeof(*s));
+	uint64_t **bits = NULL;
+	int ret = -1;
+
+	if (!s)
+		return -1;
+	s->m = m;
+	s->vm = m->vm;
+	s->c.fd = -1;
+	bits = bits_alloc(s->vm);
+	if (!bits || open_channel(s, u) < 0)
+		goto out;
+	m->stats.setup_time_ms = (now_ns() - m->start_ns) / 1000000;
+	if (precopy_to_ready(s, bits) < 0)
+		goto out;
+	/* Point of no return: after GO the destination owns the guest. */
+	vm_release_backends(s->vm);
+	m->go_sent = true;
+	if (record_write(&s->c, REC_GO, 0, NULL, 0) < 0 ||
+	    read_reply(s, REPLY_RUNNING, "after GO") < 0) {
+		pr_err("GO was sent but the destination did not confirm: the VM stays paused here");
+		goto out;
+	}
+	ret = 0;
+out:
+	vm_set_throttle(s->vm, 0);
+	dirty_log_stop(s->vm);
+	pthread_mutex_lock(&m->stats_lock);
+	if (m->pause_ns)
+		m->stats.downtime_ms = (now_ns() - m->pause_ns) / 1000000;
+	m->stats.transferred = s->c.bytes;
+	pthread_mutex_unlock(&m->stats_lock);
+	if (s->c.fd >= 0)
+		close(s->c.fd);
+	bits_free(bits);
+	free(s);
+	return ret;
+}
