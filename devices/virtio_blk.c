@@ -405,6 +405,10 @@ static void *blk_worker(void *arg)
 	struct blk_worker *w = arg;
 	struct blk *b = w->b;
 	pthread_mutex_t *lock = &b->dev->lock;
+	/* A new worker waits to be woken before it looks at the ring, as a
+	 * single thread would: state may have been loaded into the device
+	 * before RAM is complete, and the ring is only read after resume. */
+	bool look = false;
 
 	pthread_setname_np(pthread_self(), "blk-io");
 	pthread_mutex_lock(lock);
@@ -413,11 +417,14 @@ static void *blk_worker(void *arg)
 			blk_complete(b, w);
 		if (b->stopping)
 			break;
-		if (blk_pop(b, w)) {
+		if (look && blk_pop(b, w)) {
 			pthread_mutex_unlock(lock);
 			w->written = blk_handle(b, w);
 			pthread_mutex_lock(lock);
-		} else if (!b->poller) {
+			continue;
+		}
+		look = true;
+		if (!b->poller) {
 			/* The eventfd is read before the next pop, so a kick
 			 * after that pop's empty look is never lost. */
 			b->poller = true;

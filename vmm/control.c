@@ -609,7 +609,8 @@ static int cmd_query_commands(struct qmp_request *req)
 
 static const char *const caps_args[] = { "enable", NULL };
 static const char *const migrate_args[] = { "uri", "checkpoint", NULL };
-static const char *const migrate_param_args[] = { "downtime-limit", "max-bandwidth", NULL };
+static const char *const migrate_param_args[] = { "downtime-limit", "max-bandwidth",
+						    "stall-timeout", NULL };
 
 /* One entry per command; its handler reads arguments with qmp_arg_*(). */
 const struct qmp_command control_commands[] = {

@@ -120,18 +120,23 @@ int cmd_migrate_cancel(struct qmp_request *req)
 int cmd_migrate_set_parameters(struct qmp_request *req)
 {
 	struct migration *m = control_req_vm(req)->mig;
-	int64_t downtime = -1, bw = -1;
+	int64_t downtime = -1, bw = -1, stall = -1;
 
 	if (qmp_arg_int(req, "downtime-limit", false, &downtime) < 0 ||
-	    qmp_arg_int(req, "max-bandwidth", false, &bw) < 0)
+	    qmp_arg_int(req, "max-bandwidth", false, &bw) < 0 ||
+	    qmp_arg_int(req, "stall-timeout", false, &stall) < 0)
 		return -1;
-	if ((downtime != -1 && (downtime < 1 || downtime > 2000000)) || bw < -1)
+	if ((downtime != -1 && (downtime < 1 || downtime > 2000000)) || bw < -1 ||
+	    (stall != -1 && (stall < 100 || stall > 3600000)))
 		return qmp_error(req, QMP_ERR_GENERIC,
-				 "downtime-limit must be 1..2000000 ms, max-bandwidth >= 0 bytes/s");
+				 "downtime-limit must be 1..2000000 ms, max-bandwidth >= 0 bytes/s, "
+				 "stall-timeout 100..3600000 ms");
 	if (downtime != -1)
 		m->downtime_limit_ms = (uint64_t)downtime;
 	if (bw != -1)
 		m->max_bandwidth = (uint64_t)bw;
+	if (stall != -1)
+		m->stall_timeout_ms = (uint64_t)stall;
 	return 0;
 }
 
@@ -142,6 +147,7 @@ int cmd_query_migrate_parameters(struct qmp_request *req)
 	req->ret = json_object_new_object();
 	add_u64(req->ret, "downtime-limit", m->downtime_limit_ms);
 	add_u64(req->ret, "max-bandwidth", m->max_bandwidth);
+	add_u64(req->ret, "stall-timeout", m->stall_timeout_ms);
 	return 0;
 }
 

@@ -1,0 +1,244 @@
+# SPDX-License-Identifier: MIT
+"""Live migration over real loopback TCP (and unix sockets) between two real
+minivmm processes: the guest moves while it runs and never notices, except
+for the pause; every failure leaves the source running as before."""
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+from conftest import GUEST, MINIVMM, Proc, Qmp, run_minivmm
+
+HB = r"^HB seq=(\d+) ns=(\d+)"
+LISTEN = r"minivmm: incoming migration: listening on (\S+)"
+
+
+def source(guest_factory, tmp_path, name="src", cpus=2, memory="512M", cmdline="hb=50",
+           extra=()):
+    sock = str(tmp_path / f"{name}.sock")
+    g = guest_factory(cpus=cpus, memory=memory, cmdline=cmdline,
+                      extra=("--api-sock", sock, *extra))
+    g.ready()
+    return g, sock
+
+
+def destination(tmp_path, name="dst", extra=(), env=None, uri="tcp:127.0.0.1:0"):
+    sock = str(tmp_path / f"{name}.sock")
+    e = dict(os.environ, **(env or {}))
+    d = Proc([MINIVMM, "--incoming", uri, "--api-sock", sock, *extra], env=e)
+    m, _ = d.wait_for(LISTEN, timeout=10)
+    return d, m.group(1), sock
+
+
+def hb_seqs(proc):
+    return [int(m.group(1)) for m in (re.match(HB, l) for l in proc.output().splitlines()) if m]
+
+
+def migrate(sock, uri, timeout=120):
+    return run_minivmm(["--api-sock", sock, "--migrate", uri], timeout=timeout)
+
+
+def check_moved(src, dst, timeout=30):
+    """The source exited 0; the destination runs the guest on from where it was."""
+    assert src.wait_exit(30) == 0
+    last = hb_seqs(src)[-1]
+    m, _ = dst.wait_for(HB, timeout=timeout)
+    assert int(m.group(1)) == last + 1, (last, m.group(0))
+    dst.send("verify\n")
+    m, _ = dst.wait_for(r"^VERIFY (PASS|FAIL)", timeout=60)
+    assert m.group(1) == "PASS", dst.tail()
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 4])
+def test_migrate_idle(guest_factory, tmp_path, cpus):
+    src, ssock = source(guest_factory, tmp_path, cpus=cpus, memory="256M")
+    src.command("fill 64M", r"^FILL done")
+    dst, uri, _ = destination(tmp_path)
+    try:
+        r = migrate(ssock, uri)
+        assert r.returncode == 0, r.stderr
+        assert "completed" in r.stderr
+        check_moved(src, dst)
+        dst.send("poweroff\n")
+        assert dst.wait_exit(20) == 0
+    finally:
+        dst.kill()
+
+
+def test_ram_digest_equal_at_switch(guest_factory, tmp_path):
+    """Stopped source: what arrives is exactly what was there, page for page."""
+    src, ssock = source(guest_factory, tmp_path, memory="512M")
+    src.command("fill 100M", r"^FILL done")
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    assert q.cmd("stop") == {"return": {}}
+    want = q.cmd("query-ram-digest")["return"]
+    dst, uri, dsock = destination(tmp_path, extra=("--paused",))
+    try:
+        r = migrate(ssock, uri)
+        assert r.returncode == 0, r.stderr
+        assert src.wait_exit(30) == 0
+        qd = Qmp(dsock)
+        qd.cmd("qmp_capabilities")
+        got = qd.cmd("query-ram-digest")["return"]
+        assert got["digest"] == want["digest"]
+        assert got["chunks"] == want["chunks"]
+        qd.cmd("cont")
+        dst.wait_for(HB, timeout=10)
+    finally:
+        dst.kill()
+
+
+@pytest.mark.parametrize("ring", ["4096", "0"])
+def test_migrate_while_dirtying_full_speed(guest_factory, tmp_path, ring):
+    """256 MiB dirtied at full speed on every vCPU converges with the defaults
+    (auto-converge), over the dirty ring and over the bitmap."""
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="1G",
+                        extra=("--dirty-ring", ring))
+    src.command("fill 256M", r"^FILL done")
+    src.command("dirty 256M 0", r"^DIRTY started")
+    dst, uri, _ = destination(tmp_path)
+    try:
+        r = migrate(ssock, uri)
+        assert r.returncode == 0, r.stderr
+        m = re.search(r"downtime (\d+) ms", r.stderr)
+        assert m, r.stderr
+        check_moved(src, dst, timeout=30)
+        dst.send("stats\n")
+        m, _ = dst.wait_for(r"^STATS .*pages_dirtied=(\d+)", timeout=10)
+        assert int(m.group(1)) > 0
+    finally:
+        dst.kill()
+
+
+def test_back_and_forth_five_times(guest_factory, tmp_path):
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="256M")
+    src.command("fill 64M", r"^FILL done")
+    src.command("dirty 32M 50", r"^DIRTY started")
+    cur, csock = src, ssock
+    procs = []
+    try:
+        for hop in range(5):
+            dst, uri, dsock = destination(tmp_path, name=f"hop{hop}")
+            procs.append(dst)
+            r = migrate(csock, uri)
+            assert r.returncode == 0, (hop, r.stderr)
+            check_moved(cur, dst)
+            cur, csock = dst, dsock
+        cur.send("poweroff\n")
+        assert cur.wait_exit(20) == 0
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def test_unix_socket(guest_factory, tmp_path):
+    src, ssock = source(guest_factory, tmp_path, memory="128M")
+    dst, uri, _ = destination(tmp_path, uri=f"unix:{tmp_path / 'mig.sock'}")
+    try:
+        assert uri.startswith("unix:")
+        r = migrate(ssock, uri)
+        assert r.returncode == 0, r.stderr
+        check_moved(src, dst)
+    finally:
+        dst.kill()
+
+
+# ---- failures: the source resumes as if nothing happened ----
+
+def assert_source_running(src, ssock, status=("failed",)):
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    info = q.cmd("query-migrate")["return"]
+    assert info["status"] in status, info
+    assert q.cmd("query-status")["return"]["status"] == "running"
+    start = len(src.lines)
+    m, _ = src.wait_for(HB, timeout=5, start=start)            # the heartbeat goes on
+    src.command("verify", r"^VERIFY PASS", timeout=60)
+    return info
+
+
+@pytest.mark.parametrize("phase", ["dst-kill-bulk", "dst-kill-rounds", "dst-kill-final",
+                                   "dst-kill-before-ready", "dst-error-before-ready"])
+def test_destination_dies_source_resumes(guest_factory, tmp_path, phase):
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
+    src.command("fill 128M", r"^FILL done")
+    src.command("dirty 64M 0", r"^DIRTY started")      # so there are rounds
+    dst, uri, _ = destination(tmp_path, env={"MINIVMM_FAILPOINTS": phase})
+    try:
+        r = migrate(ssock, uri)
+        assert r.returncode == 1, r.stderr
+        assert len([l for l in r.stderr.splitlines() if l.startswith("minivmm: ")]) == 1
+        rc = dst.wait_exit(30)
+        assert rc != 0
+        assert "HB " not in dst.output()                       # never ran the guest
+        info = assert_source_running(src, ssock)
+        assert info.get("error-desc")
+    finally:
+        dst.kill()
+
+
+def test_no_confirmation_after_go_stays_paused(guest_factory, tmp_path):
+    src, ssock = source(guest_factory, tmp_path, memory="128M")
+    dst, uri, _ = destination(tmp_path, env={"MINIVMM_FAILPOINTS": "dst-kill-after-go"})
+    try:
+        r = migrate(ssock, uri)
+        assert r.returncode == 1
+        assert "stays paused" in r.stderr or "did not confirm" in r.stderr, r.stderr
+        q = Qmp(ssock)
+        q.cmd("qmp_capabilities")
+        assert q.cmd("query-status")["return"]["status"] == "paused"
+        start = len(src.lines)
+        with pytest.raises(AssertionError):                    # no heartbeat: paused
+            src.wait_for(HB, timeout=1.0, start=start)
+    finally:
+        dst.kill()
+
+
+def test_cancel(guest_factory, tmp_path):
+    src, ssock = source(guest_factory, tmp_path, memory="512M")
+    src.command("fill 256M", r"^FILL done")
+    dst, uri, _ = destination(tmp_path)
+    try:
+        q = Qmp(ssock)
+        q.cmd("qmp_capabilities")
+        q.cmd("migrate-set-parameters", {"max-bandwidth": 8 << 20})   # ~30 s for 256M
+        assert q.cmd("migrate", {"uri": uri}) == {"return": {}}
+        q.event("MIGRATION", lambda e: e["data"]["status"] == "setup")
+        assert q.cmd("migrate_cancel") == {"return": {}}
+        q.event("MIGRATION", lambda e: e["data"]["status"] in ("cancelled", "failed"),
+                timeout=20)
+        assert dst.wait_exit(30) != 0
+        assert "HB " not in dst.output()
+        assert_source_running(src, ssock, status=("cancelled",))
+    finally:
+        dst.kill()
+
+
+def test_stalled_destination(guest_factory, tmp_path):
+    src, ssock = source(guest_factory, tmp_path, memory="512M")
+    src.command("fill 256M", r"^FILL done")
+    dst, uri, _ = destination(tmp_path)
+    try:
+        q = Qmp(ssock)
+        q.cmd("qmp_capabilities")
+        q.cmd("migrate-set-parameters", {"stall-timeout": 1000})
+        os.kill(dst.proc.pid, signal.SIGSTOP)
+        r = migrate(ssock, uri, timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert_source_running(src, ssock)
+    finally:
+        os.kill(dst.proc.pid, signal.SIGCONT)
+        dst.kill()
+
+
+def test_bad_uri_and_second_migrate(guest_factory, tmp_path):
+    src, ssock = source(guest_factory, tmp_path, memory="128M")
+    r = migrate(ssock, "tcp:127.0.0.1")
+    assert r.returncode == 1 and "tcp:" in r.stderr
+    r = migrate(ssock, "tcp:127.0.0.1:1")                     # nobody listens
+    assert r.returncode == 1 and "connect" in r.stderr
+    assert_source_running(src, ssock)
+    assert src.poweroff() == 0

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: MIT
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/failpoint.h"
+#include "vmm/log.h"
+
+bool failpoint(const char *name)
+{
+	const char *list = getenv("MINIVMM_FAILPOINTS"), *p;
+	size_t len = strlen(name);
+
+	for (p = list; p && (p = strstr(p, name)); p += len)
+		if ((p == list || p[-1] == ',') && (p[len] == 0 || p[len] == ','))
+			return true;
+	return false;
+}
+
+void failpoint_kill(const char *name)
+{
+	if (!failpoint(name))
+		return;
+	pr_info("failpoint %s: killing myself", name);
+	raise(SIGKILL);
+}
