@@ -27,7 +27,6 @@
 #include "vmm/vm.h"
 
 #define PAGE            GUEST_PAGE_SIZE
-#define MAX_RUNS        60      /* data iovecs per record (record_writev takes 64) */
 #define MAX_ROUNDS      1000
 #define THROTTLE_STEP   20
 #define THROTTLE_MAX    99
@@ -39,8 +38,11 @@ struct sender {
 	struct chan c;
 	struct ram_batch_hdr hdr;
 	uint64_t entries[RAM_BATCH_MAX_PAGES];
-	struct iovec runs[MAX_RUNS];
-	unsigned nruns;
+	/* Pages are copied here before they go out: the guest keeps writing
+	 * while we send, and the record's CRC must cover the bytes sent. A
+	 * page changed after its copy is dirty again and goes in a later pass. */
+	uint8_t *stage;
+	unsigned staged;
 	uint64_t pages_data, pages_zero;        /* totals for the end record */
 	uint64_t round_bytes;
 	uint64_t rate_t0, rate_bytes;           /* for max-bandwidth */
@@ -77,15 +79,15 @@ static void rate_limit(struct sender *s, uint64_t bytes)
 
 static int batch_flush(struct sender *s)
 {
-	struct iovec iov[MAX_RUNS + 2];
+	struct iovec iov[3];
 	uint64_t before = s->c.bytes;
 
 	if (!s->hdr.count)
 		return 0;
 	iov[0] = (struct iovec){ &s->hdr, sizeof(s->hdr) };
 	iov[1] = (struct iovec){ s->entries, s->hdr.count * sizeof(uint64_t) };
-	memcpy(&iov[2], s->runs, s->nruns * sizeof(struct iovec));
-	if (record_writev(&s->c, REC_RAM, s->phase, iov, (int)s->nruns + 2) < 0)
+	iov[2] = (struct iovec){ s->stage, (size_t)s->staged * PAGE };
+	if (record_writev(&s->c, REC_RAM, s->phase, iov, s->staged ? 3 : 2) < 0)
 		return -1;
 	s->round_bytes += s->c.bytes - before;
 	rate_limit(s, s->c.bytes - before);
@@ -95,33 +97,27 @@ static int batch_flush(struct sender *s)
 	s->m->stats.pages_zero = s->pages_zero;
 	pthread_mutex_unlock(&s->m->stats_lock);
 	s->hdr.count = 0;
-	s->nruns = 0;
+	s->staged = 0;
 	return migration_cancelled(s->m) ? -1 : 0;
 }
 
 /* Queue page `gpa` (host copy at `p`) for sending. */
-static int send_page(struct sender *s, uint64_t gpa, uint8_t *p)
+static int send_page(struct sender *s, uint64_t gpa, const uint8_t *p)
 {
-	bool zero = page_is_zero(p);
-	struct iovec *last = s->nruns ? &s->runs[s->nruns - 1] : NULL;
+	uint8_t *copy;
 
-	if (s->hdr.count == RAM_BATCH_MAX_PAGES ||
-	    (!zero && s->nruns == MAX_RUNS && (uint8_t *)last->iov_base + last->iov_len != p)) {
-		if (batch_flush(s) < 0)
-			return -1;
-		last = NULL;
-	}
-	s->entries[s->hdr.count++] = gpa | (zero ? RAM_ENTRY_ZERO : 0);
-	if (zero) {
+	if (s->hdr.count == RAM_BATCH_MAX_PAGES && batch_flush(s) < 0)
+		return -1;
+	copy = s->stage + (size_t)s->staged * PAGE;
+	memcpy(copy, p, PAGE);
+	if (page_is_zero(copy)) {
+		s->entries[s->hdr.count++] = gpa | RAM_ENTRY_ZERO;
 		s->pages_zero++;
 		return 0;
 	}
+	s->entries[s->hdr.count++] = gpa;
+	s->staged++;
 	s->pages_data++;
-	/* Neighbouring pages go out as one run: fewer, larger writes. */
-	if (last && (uint8_t *)last->iov_base + last->iov_len == p)
-		last->iov_len += PAGE;
-	else
-		s->runs[s->nruns++] = (struct iovec){ p, PAGE };
 	return 0;
 }
 
@@ -382,8 +378,9 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 	s->m = m;
 	s->vm = m->vm;
 	s->c.fd = -1;
+	s->stage = malloc(RAM_BATCH_MAX_PAGES * PAGE);
 	bits = bits_alloc(s->vm);
-	if (!bits || open_channel(s, u) < 0)
+	if (!bits || !s->stage || open_channel(s, u) < 0)
 		goto out;
 	m->stats.setup_time_ms = (now_ns() - m->start_ns) / 1000000;
 	if (precopy_to_ready(s, bits) < 0)
@@ -408,6 +405,7 @@ out:
 	if (s->c.fd >= 0)
 		close(s->c.fd);
 	bits_free(bits);
+	free(s->stage);
 	free(s);
 	return ret;
 }
