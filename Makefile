@@ -57,9 +57,11 @@ unit-san: $(SAN_BIN)
 integration: minivmm guest
 	/usr/bin/python3 -m pytest -v tests/integration
 
-test: unit unit-san integration
+test: unit unit-san integration fuzz-short
 
 clean:
 	rm -rf $(BUILD) minivmm $(GUEST_ELF)
+
+include tests/fuzz/fuzz.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -59,6 +59,7 @@
 #define BLK_ID_BYTES            20
 #define BLK_QUEUE_SIZE          256
 #define BLK_WORKERS             3
+#define BLK_SLOW_BYTES          (64 * 1024)
 #define BLK_MAX_DISCARD_SECTORS (1U << 22)      /* 2 GiB per range */
 
 struct blk_config {             /* virtio 1.1, 5.2.4 */
@@ -340,6 +341,16 @@ static uint32_t blk_handle(struct blk *b, struct blk_worker *w)
 	return written + 1;
 }
 
+/* Will w be away long enough for another worker to be worth waking to
+ * take the next request or watch for the next kick? A small read or write
+ * is a page-cache copy of a microsecond or two, less than a wakeup. */
+static bool blk_slow(const struct blk_worker *w)
+{
+	if (w->hdr.type != VIRTIO_BLK_T_IN && w->hdr.type != VIRTIO_BLK_T_OUT)
+		return w->hdr.type != VIRTIO_BLK_T_GET_ID;
+	return w->elem.out_len + w->elem.in_len >= BLK_SLOW_BYTES;
+}
+
 /* Lock held. Take one request for w; false if there is none. */
 static bool blk_pop(struct blk *b, struct blk_worker *w)
 {
@@ -364,7 +375,7 @@ static bool blk_pop(struct blk *b, struct blk_worker *w)
 	w->gen = b->generation;
 	w->busy = true;
 	b->inflight++;
-	if (b->idle && (vq_has_avail(vq) || (!b->poller && b->inflight > 1)))
+	if (b->idle && blk_slow(w) && (vq_has_avail(vq) || (!b->poller && b->inflight > 1)))
 		pthread_cond_signal(&b->work);
 	return true;
 }

@@ -5,6 +5,7 @@
 #include "arch/x86/vcpu_state.h"
 #include "devices/virtio_mmio.h"
 #include "migration/incoming.h"
+#include "migration/incoming_stream.h"
 #include "migration/machine.h"
 #include "migration/migration.h"
 #include "migration/ram_file.h"
@@ -56,11 +57,15 @@ int incoming_run(struct vm *vm, const struct vm_config *cmdline)
 	const char *uri = cmdline->incoming;
 	int ret;
 
-	if (strncmp(uri, "file:", 5) || !uri[5]) {
-		pr_err("--incoming '%s': unsupported URI (expected file:PATH)", uri);
+	if (!strncmp(uri, "tcp:", 4) || !strncmp(uri, "unix:", 5))
+		ret = incoming_stream(vm, cmdline, uri);
+	else if (!strncmp(uri, "file:", 5) && uri[5])
+		ret = restore_file(vm, cmdline, uri + 5);
+	else {
+		pr_err("--incoming '%s': unsupported URI (expected file:PATH, tcp:[HOST]:PORT or unix:PATH)",
+		       uri);
 		return EXIT_USAGE;
 	}
-	ret = restore_file(vm, cmdline, uri + 5);
 	if (ret != EXIT_OK)
 		return ret;
 	return vm_run(vm);

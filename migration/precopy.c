@@ -390,7 +390,10 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 	m->go_sent = true;
 	if (record_write(&s->c, REC_GO, 0, NULL, 0) < 0 ||
 	    read_reply(s, REPLY_RUNNING, "after GO") < 0) {
-		pr_err("GO was sent but the destination did not confirm: the VM stays paused here");
+		/* This, not the I/O error behind it, is what the user must know. */
+		snprintf(m->error, sizeof(m->error), "GO was sent but the destination did not "
+			 "confirm it runs the guest: this VM stays paused (check the destination "
+			 "before `cont`)");
 		goto out;
 	}
 	ret = 0;

@@ -96,8 +96,9 @@ static int check_batch(const struct ram_loader *l, const uint8_t *p, uint64_t le
 		return -1;
 	need = sizeof(*h) + 8ULL * h->count + PAGE * *ndata;
 	if (len != need) {
-		pr_err("ram record: %llu bytes, its %u entries (%llu with data) need %llu", (unsigned long long)len,
-		       h->count, (unsigned long long)*ndata, (unsigned long long)need);
+		pr_err("ram record: %llu bytes, its %u entries (%llu with data) need %llu",
+		       (unsigned long long)len, h->count, (unsigned long long)*ndata,
+		       (unsigned long long)need);
 		return -1;
 	}
 	return 0;

@@ -36,7 +36,11 @@ int chan_writev(struct chan *c, struct iovec *iov, int n)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			pr_err("%s: write failed: %s", c->name, r < 0 ? strerror(errno) : "no progress");
+			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				pr_err("%s: the peer took no data within the timeout (stalled)", c->name);
+			else
+				pr_err("%s: write failed: %s", c->name,
+				       r < 0 ? strerror(errno) : "no progress");
 			return -1;
 		}
 		c->off += (uint64_t)r;
@@ -71,7 +75,10 @@ int chan_read(struct chan *c, void *buf, size_t len)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			pr_err("%s: read failed: %s", c->name, strerror(errno));
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				pr_err("%s: no data within the timeout (peer stalled)", c->name);
+			else
+				pr_err("%s: read failed: %s", c->name, strerror(errno));
 			return -1;
 		}
 		if (r == 0) {

@@ -23,6 +23,7 @@ struct stream_rx {
 	bool socket;            /* peek at record headers (stall, EOF, exit status) */
 	unsigned timeout_s;     /* socket: give up after this long without a byte */
 	bool io_error;          /* the last failure was the connection's, not the data's */
+	unsigned phases_seen;   /* bit per RAM_PHASE_* met so far (failpoints) */
 	struct stream_header hdr;
 	struct record machine;  /* kept: machine_load() points into it */
 	struct record state;

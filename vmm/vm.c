@@ -442,23 +442,31 @@ static void vm_debug_where(struct vm *vm)
 	}
 }
 
-int vm_run(struct vm *vm)
+int vm_prepare_run(struct vm *vm)
 {
-	int ret = EXIT_VM_FAILURE;
-
+	if (vm->prepared)
+		return EXIT_OK;
 	/* --paused: the vCPU threads park at once, until `cont`; set before
 	 * the control socket opens, so nobody ever sees it running. */
 	if (vm->cfg.start_paused)
 		vm->pause_count = 1;    /* no thread yet: nothing to wait for */
-
 	if (vm_signals_setup(vm) < 0 ||
 	    event_loop_add(&vm->loop, vm->stop_efd, EPOLLIN, vm_on_stop, vm) < 0 ||
 	    console_init(vm) < 0)
+		return EXIT_VM_FAILURE;
+	if (control_init(vm) < 0)
+		return EXIT_USAGE;
+	vm->prepared = true;
+	return EXIT_OK;
+}
+
+int vm_run(struct vm *vm)
+{
+	int ret = vm_prepare_run(vm);
+
+	if (ret != EXIT_OK)
 		goto stop;
-	if (control_init(vm) < 0) {
-		ret = EXIT_USAGE;
-		goto stop;
-	}
+	ret = EXIT_VM_FAILURE;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (vcpu_start(&vm->vcpus[i]) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR);

@@ -106,6 +106,7 @@ enum vm_stop_reason {
 
 struct vm {
 	bool created;                   /* vm_create() ran: vm_destroy() has work */
+	bool prepared;                  /* vm_prepare_run() done */
 	struct vm_config cfg;
 	int kvm_fd;
 	int vm_fd;
@@ -154,6 +155,10 @@ struct vm {
 /* Build the VM from cfg: KVM, RAM, irqchip, devices, vCPUs, kernel. On
  * failure returns the exit status to use (the error is already printed). */
 int vm_create(struct vm *vm, const struct vm_config *cfg);
+/* Everything vm_run() needs that can fail (signals, console, control
+ * socket), so that an incoming migration can fail before it says READY
+ * rather than after GO. Idempotent; returns an exit status. */
+int vm_prepare_run(struct vm *vm);
 /* Start vCPUs and run the event loop until the VM stops; returns the exit status. */
 int vm_run(struct vm *vm);
 void vm_destroy(struct vm *vm);

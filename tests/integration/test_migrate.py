@@ -136,6 +136,7 @@ def test_back_and_forth_five_times(guest_factory, tmp_path):
 
 def test_unix_socket(guest_factory, tmp_path):
     src, ssock = source(guest_factory, tmp_path, memory="128M")
+    src.wait_for(HB, timeout=5)
     dst, uri, _ = destination(tmp_path, uri=f"unix:{tmp_path / 'mig.sock'}")
     try:
         assert uri.startswith("unix:")

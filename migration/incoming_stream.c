@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Exactly one side runs the guest (DESIGN.md, "Pause, switchover and
+ * failure"): we answer READY only when everything arrived and checked out,
+ * and run only after GO. Before that, every failure is one line on stderr,
+ * the same text in an ERROR reply to the source (best effort: it may be
+ * gone), and a non-zero exit: 2 when the stream or this host does not fit,
+ * 1 when the connection failed.
+ *
+ * Host backends (disks, taps) are opened by vm_create(), i.e. before GO:
+ * the source must have released them by then.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "devices/virtio_mmio.h"
+#include "migration/crc32c.h"
+#include "migration/incoming_stream.h"
+#include "migration/machine.h"
+#include "migration/stream_rx.h"
+#include "migration/uri.h"
+#include "migration/vmstate.h"
+#include "vmm/failpoint.h"
+#include "vmm/log.h"
+
+#define REPLY_MAX_TEXT 1024
+
+struct incoming {
+	struct vm *vm;
+	const struct vm_config *cmdline;
+	struct vm_config cfg;   /* from the machine record: points into rx.machine */
+	struct mig_uri uri;
+	int fd;
+	unsigned timeout_s;
+	struct chan c;
+	struct stream_rx rx;
+	char err[1024];         /* the first error, for the ERROR reply */
+};
+
+static int parse_timeout(unsigned *out)
+{
+	const char *s = getenv(INCOMING_TIMEOUT_ENV);
+	char *end;
+	unsigned long v;
+
+	*out = INCOMING_TIMEOUT_DEFAULT;
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || !v || v > 86400) {
+		pr_err("%s='%s': expected seconds, 1 to 86400", INCOMING_TIMEOUT_ENV, s);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int check_args(struct incoming *in, const char *uri)
+{
+	char err[256];
+
+	if (uri_parse(uri, &in->uri, err, sizeof(err)) < 0) {
+		pr_err("--incoming: %s", err);
+		return -1;
+	}
+	if (in->cmdline->lazy) {
+		pr_err("--lazy goes with --incoming file: (a stream's RAM arrives over the connection)");
+		return -1;
+	}
+	return parse_timeout(&in->timeout_s);
+}
+
+/* Both directions bounded: a stalled source cannot hold us forever. */
+static void set_timeouts(int fd, unsigned s)
+{
+	struct timeval tv = { .tv_sec = (time_t)s };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* The `listening on` line is a contract (docs/cli.md): scripts wait for it
+ * to learn the port, so it is printed whatever the verbosity. */
+static int listen_accept(struct incoming *in)
+{
+	char bound[4200];
+	int lfd, fd;
+
+	lfd = uri_listen(&in->uri, bound, sizeof(bound));
+	if (lfd < 0)
+		return EXIT_USAGE;
+	fprintf(stderr, "minivmm: incoming migration: listening on %s\n", bound);
+	do
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		pr_err("incoming migration: accept on %s: %s", bound, strerror(errno));
+	close(lfd);             /* one source only */
+	if (in->uri.kind == URI_UNIX)
+		unlink(in->uri.path);
+	if (fd < 0)
+		return EXIT_VM_FAILURE;
+	set_timeouts(fd, in->timeout_s);
+	in->fd = fd;
+	return EXIT_OK;
+}
+
+/* One reply record in one send(); -1 with errno on failure (not printed). */
+static int send_reply(int fd, uint32_t code, const char *text)
+{
+	size_t tlen = text ? strnlen(text, REPLY_MAX_TEXT - 1) : 0;
+	uint8_t buf[sizeof(struct record_hdr) + sizeof(struct stream_reply) + REPLY_MAX_TEXT + 4];
+	struct stream_reply r = { .code = code, .len = tlen ? (uint32_t)tlen + 1 : 0 };
+	struct record_hdr h = { .type = REC_REPLY, .length = sizeof(r) + r.len };
+	size_t off = 0, len = sizeof(h) + h.length + 4;
+	uint32_t crc;
+
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &r, sizeof(r));
+	memcpy(buf + sizeof(h) + sizeof(r), text ? text : "", r.len ? tlen : 0);
+	if (r.len)
+		buf[sizeof(h) + sizeof(r) + tlen] = 0;
+	crc = crc32c(0, buf, sizeof(h) + h.length);
+	memcpy(buf + sizeof(h) + h.length, &crc, 4);
+	while (off < len) {
+		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int rx_status(const struct incoming *in)
+{
+	return in->rx.io_error ? EXIT_VM_FAILURE : EXIT_USAGE;
+}
+
+/* Everything up to READY: machine, VM, RAM, state, all checked. */
+static int receive(struct incoming *in)
+{
+	struct stream_rx *rx = &in->rx;
+	int ret;
+
+	if (stream_rx_open(rx) < 0)
+		return rx_status(in);
+	if (machine_load(rx->machine.payload, rx->machine.length, in->cmdline,
+			 in->cmdline->accept_backends, &in->cfg) < 0)
+		return EXIT_USAGE;
+	ret = vm_create(in->vm, &in->cfg);
+	if (ret != EXIT_OK)
+		return ret;
+	if (stream_rx_load(rx, &in->vm->mem) < 0)
+		return rx_status(in);
+	/* CPUID and TSC are checked against this host here, before READY. */
+	if (vmstate_load(in->vm, rx->state.payload, rx->state.length) < 0)
+		return EXIT_USAGE;
+	/* Whatever can still fail here (the control socket's path...) fails now:
+	 * after GO, a failure would leave the guest running nowhere. */
+	ret = vm_prepare_run(in->vm);
+	if (ret != EXIT_OK)
+		return ret;
+	failpoint_kill("dst-kill-before-ready");
+	if (failpoint("dst-error-before-ready")) {
+		pr_err("incoming migration: failpoint dst-error-before-ready: refusing the stream");
+		return EXIT_USAGE;
+	}
+	if (send_reply(in->fd, REPLY_READY, NULL) < 0) {
+		pr_err("incoming migration: cannot send READY to the source: %s", strerror(errno));
+		return EXIT_VM_FAILURE;
+	}
+	return EXIT_OK;
+}
+
+/* GO, then the guest is ours: clock, devices, RUNNING. */
+static int switchover(struct incoming *in)
+{
+	if (stream_rx_wait_go(&in->rx) < 0)
+		return rx_status(in);
+	failpoint_kill("dst-kill-after-go");
+	if (vmstate_load_clock(in->vm, in->rx.state.payload, in->rx.state.length) < 0)
+		return EXIT_USAGE;
+	for (unsigned i = 0; i < in->vm->nr_virtio; i++)
+		virtio_mmio_resume(in->vm->virtio[i]);
+	/* The source never resumes after GO, so the guest runs here even if
+	 * it cannot hear that it does. */
+	if (send_reply(in->fd, REPLY_RUNNING, NULL) < 0)
+		pr_warn("incoming migration: cannot confirm RUNNING to the source (%s); the guest runs here",
+			strerror(errno));
+	return EXIT_OK;
+}
+
+int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *uri)
+{
+	static struct incoming in;      /* the VM's config points into it while it runs */
+	int ret;
+
+	memset(&in, 0, sizeof(in));
+	in.vm = vm;
+	in.cmdline = cmdline;
+	in.fd = -1;
+	if (check_args(&in, uri) < 0)
+		return EXIT_USAGE;
+	ret = listen_accept(&in);
+	if (ret != EXIT_OK)
+		return ret;
+	chan_init(&in.c, in.fd, false, 0, "incoming migration");
+	stream_rx_init(&in.rx, &in.c, true, in.timeout_s);
+	log_capture_errors(in.err, sizeof(in.err));
+	ret = receive(&in);
+	if (ret == EXIT_OK)
+		ret = switchover(&in);
+	log_capture_errors(NULL, 0);
+	if (ret != EXIT_OK)
+		send_reply(in.fd, REPLY_ERROR, in.err[0] ? in.err : "the destination failed");
+	close(in.fd);
+	ram_loader_free(&in.rx.ram);
+	record_free(&in.rx.state);
+	return ret;
+}

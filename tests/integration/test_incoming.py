@@ -1,0 +1,492 @@
+# SPDX-License-Identifier: MIT
+"""Live migration, destination side: `minivmm --incoming tcp:HOST:PORT` / `unix:PATH`.
+
+A crafted stream (docs/migration-format.md, "Live migration stream") is fed
+over a plain socket. The happy path converts a real snapshot file into a
+stream, so the receiver is proved end to end without the sender. Every
+hostile stream must end in a non-zero exit, exactly one `minivmm: ` error
+line, no guest output, and (when the socket still works) an ERROR reply
+carrying the same text.
+"""
+import os
+import re
+import socket
+import struct
+import subprocess
+
+import pytest
+
+from conftest import GUEST, MINIVMM, Proc
+from test_snapshot import HB, digest, last_hb, save, wait_socket
+
+REC_HEADER, REC_MACHINE, REC_RAM, REC_RAM_INDEX, REC_STATE, REC_END, REC_GO, REC_REPLY = range(1, 9)
+REPLY_READY, REPLY_ERROR, REPLY_RUNNING = 1, 2, 3
+PAGE = 4096
+LISTEN = r"^minivmm: incoming migration: listening on (\S+)$"
+
+
+# ---- the stream codec, written from the format document ----
+
+def _crc_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC_TABLE = _crc_table()
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    t = CRC_TABLE
+    for b in data:
+        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def record(rtype, payload=b"", flags=0, length=None, bad_crc=False):
+    hdr = struct.pack("<IIQ", rtype, flags, len(payload) if length is None else length)
+    crc = crc32c(payload, crc32c(hdr))
+    return hdr + payload + struct.pack("<I", crc ^ (1 if bad_crc else 0))
+
+
+def header_payload(major=1, minor=0, flags=0, magic=b"MINIVMM\n"):
+    return magic + struct.pack("<HHIQQQQ", major, minor, flags, 0, 0, 0, 0)
+
+
+def ram_payload(pages, count=None, flags=0):
+    """pages: [(gpa, data-or-None)]; None = a zero entry (bit 0)."""
+    ents = b"".join(struct.pack("<Q", gpa | (1 if d is None else 0)) for gpa, d in pages)
+    data = b"".join(d for _, d in pages if d is not None)
+    return struct.pack("<II", len(pages) if count is None else count, flags) + ents + data
+
+
+def end_payload(records, present, zero, ram_size):
+    return struct.pack("<QQQQ", records, present, zero, ram_size)
+
+
+def read_reply(sock):
+    """One reply record, or None at EOF / connection reset."""
+    def exact(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+    try:
+        hdr = exact(16)
+        if hdr is None:
+            return None
+        rtype, _, length = struct.unpack("<IIQ", hdr)
+        assert rtype == REC_REPLY and length <= 8 + 1024, (rtype, length)
+        payload, crc = exact(length), exact(4)
+    except ConnectionResetError:
+        return None
+    assert struct.unpack("<I", crc)[0] == crc32c(payload, crc32c(hdr)), "reply CRC"
+    code, tlen = struct.unpack("<II", payload[:8])
+    assert tlen == length - 8
+    return code, payload[8:8 + tlen].rstrip(b"\0").decode()
+
+
+# ---- a snapshot file, parsed, and turned into a stream ----
+
+class Snapshot:
+    def __init__(self, path):
+        data = path.read_bytes()
+        self.data = data
+        (self.major, self.minor, self.flags, self.ram_offset, self.ram_length,
+         self.meta_offset, self.meta_length) = struct.unpack("<HHIQQQQ", data[24:64])
+        off = self.meta_offset
+        self.recs = {}
+        for want in (REC_MACHINE, REC_RAM_INDEX, REC_STATE, REC_END):
+            rtype, _, length = struct.unpack("<IIQ", data[off:off + 16])
+            assert rtype == want
+            self.recs[rtype] = data[off + 16:off + 16 + length]
+            off += 16 + length + 4
+        self.ram_size = struct.unpack("<QQQQ", self.recs[REC_END])[3]
+        assert self.ram_size <= 3 << 30, "one RAM region keeps this simple"
+
+    def page(self, gpa):
+        off = self.ram_offset + gpa
+        return self.data[off:off + PAGE]
+
+    def data_pages(self):
+        zero = bytes(PAGE)
+        return [g for g in range(0, self.ram_size, PAGE) if self.page(g) != zero]
+
+    def zero_pages(self):
+        zero = bytes(PAGE)
+        return [g for g in range(0, self.ram_size, PAGE) if self.page(g) == zero]
+
+
+class Stream:
+    """Records in order, with the end record's counts kept as they are added."""
+
+    def __init__(self, snap):
+        self.snap = snap
+        self.recs = []
+        self.present = self.zero = 0
+
+    def add(self, name, raw):
+        self.recs.append((name, raw))
+        return self
+
+    def head(self, **kw):
+        self.add("header", record(REC_HEADER, header_payload(**kw)))
+        return self.add("machine", record(REC_MACHINE, self.snap.recs[REC_MACHINE]))
+
+    def ram(self, pages, **kw):
+        self.present += sum(1 for _, d in pages if d is not None)
+        self.zero += sum(1 for _, d in pages if d is None)
+        return self.add("ram", record(REC_RAM, ram_payload(pages, **kw)))
+
+    def state(self, payload=None):
+        return self.add("state", record(REC_STATE, self.snap.recs[REC_STATE]
+                                        if payload is None else payload))
+
+    def end(self, records=None, present=None, zero=None, ram_size=None):
+        p = end_payload(len(self.recs) if records is None else records,
+                        self.present if present is None else present,
+                        self.zero if zero is None else zero,
+                        self.snap.ram_size if ram_size is None else ram_size)
+        return self.add("end", record(REC_END, p))
+
+    def full_ram(self, batch=512):
+        """The snapshot's RAM, plus resends that only come out right if the
+        last copy wins and a zero entry really clears a page sent before."""
+        snap = self.snap
+        data, holes = snap.data_pages(), snap.zero_pages()
+        junk = bytes([0xA5]) * PAGE
+        d0, z0 = data[0], holes[-1]
+        # A hole first sent with data, a data page first sent as zero and as junk.
+        self.ram([(z0, junk), (d0, None), (d0, junk)] + [(g, None) for g in holes[:64]])
+        for i in range(0, len(data), batch):
+            self.ram([(g, snap.page(g)) for g in data[i:i + batch]])
+        return self.ram([(z0, None)])
+
+    def complete(self):
+        return self.head().full_ram().state().end()
+
+    def bytes(self):
+        return b"".join(raw for _, raw in self.recs)
+
+
+# ---- the destination process ----
+
+class Dest(Proc):
+    def __init__(self, uri="tcp:127.0.0.1:0", extra=(), timeout=None):
+        env = dict(os.environ)
+        if timeout is not None:
+            env["MINIVMM_INCOMING_TIMEOUT"] = str(timeout)
+        super().__init__([MINIVMM, "--incoming", uri, *extra], merge_stderr=False, env=env)
+        m, _ = self.wait_for(LISTEN, timeout=10, sink=self.err_lines)
+        self.bound = m.group(1)
+        self.sock = None
+
+    def connect(self):
+        if self.bound.startswith("unix:"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(30)
+            s.connect(self.bound[5:])
+        else:
+            host, port = self.bound[4:].rsplit(":", 1)
+            s = socket.create_connection((host, int(port)), timeout=30)
+        self.sock = s
+        return s
+
+    def feed(self, data, close=True):
+        """Send `data` (tolerating a destination that already gave up), then
+        collect replies until the destination closes the connection."""
+        s = self.sock or self.connect()
+        try:
+            s.sendall(data)
+            if close:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:         # reset or already gone: the replies tell the rest
+            pass
+        replies = []
+        while True:
+            r = read_reply(s)
+            if r is None:
+                return replies
+            replies.append(r)
+
+    def errors(self):
+        with self.cond:
+            return [l for l in self.err_lines if l is not None and l.strip()
+                    and not re.match(LISTEN, l)]
+
+
+def refused(dest, replies, words=(), status=2, reply=True, pattern=None, ctx=""):
+    """Non-zero exit, one error line, no guest output, ERROR reply with that text."""
+    rc = dest.wait_exit(20)
+    errs = dest.errors()
+    assert rc == status, (ctx, rc, errs)
+    assert len(errs) == 1 and errs[0].startswith("minivmm: "), (ctx, errs)
+    for w in words:
+        assert w in errs[0], (ctx, errs[0])
+    if pattern:
+        assert re.search(pattern, errs[0]), (ctx, errs[0])
+    assert dest.output() == "", "guest output from a refused stream: " + dest.output()
+    if reply:
+        assert replies and replies[-1] == (REPLY_ERROR, errs[0][len("minivmm: "):]), (ctx, replies)
+    assert all(code != REPLY_RUNNING for code, _ in replies), (ctx, replies)
+    return errs[0]
+
+
+@pytest.fixture
+def dest_factory():
+    made = []
+
+    def make(*a, **kw):
+        d = Dest(*a, **kw)
+        made.append(d)
+        return d
+    yield make
+    for d in made:
+        d.kill()
+        if d.sock:
+            d.sock.close()
+
+
+@pytest.fixture(scope="module")
+def snap(tmp_path_factory):
+    """A running guest with a heartbeat, saved (a move) to a file."""
+    tmp = tmp_path_factory.mktemp("incoming")
+    sock = str(tmp / "src.sock")
+    g = Proc([MINIVMM, "--kernel", GUEST, "--cpus", "2", "--memory", "64M",
+              "--cmdline", "hb=50 fill=4M", "--api-sock", sock])
+    try:
+        g.wait_for(r"^FILL done", timeout=20)
+        g.wait_for(HB, timeout=10)
+        data, _, _ = save(sock, f"file:{tmp / 'snap'}")
+        assert data["status"] == "completed"
+        assert g.wait_exit(20) == 0
+        seq, ns = last_hb(g)
+    finally:
+        g.kill()
+    s = Snapshot(tmp / "snap")
+    s.digest, s.hb_seq, s.hb_ns = data["ram-digest"], seq, ns
+    return s
+
+
+# ---- the happy path ----
+
+def handover(d, stream):
+    s = d.connect()
+    s.sendall(stream.bytes())
+    assert read_reply(s) == (REPLY_READY, "")
+    assert d.output() == "", "the guest ran before GO"
+    s.sendall(record(REC_GO))
+    assert read_reply(s) == (REPLY_RUNNING, "")
+
+
+def test_stream_restores_paused(snap, dest_factory, tmp_path):
+    dsock = str(tmp_path / "d.sock")
+    d = dest_factory(extra=("--paused", "--api-sock", dsock))
+    assert re.match(r"tcp:127\.0\.0\.1:\d+$", d.bound)
+    handover(d, Stream(snap).complete())
+    q = wait_socket(d, dsock)
+    q.cmd("qmp_capabilities")
+    assert q.cmd("query-status")["return"]["status"] == "paused"
+    assert digest(q) == snap.digest                 # page for page what was saved
+    assert q.cmd("cont") == {"return": {}}
+    m, _ = d.wait_for(HB, timeout=10)
+    assert int(m.group(1)) == snap.hb_seq + 1       # the heartbeat goes on
+    assert int(m.group(2)) >= snap.hb_ns            # kvmclock never goes back
+    d.send("verify\n")
+    m, _ = d.wait_for(r"^VERIFY (PASS|FAIL)", timeout=30)
+    assert m.group(1) == "PASS", d.tail()
+    d.send("poweroff\n")
+    assert d.wait_exit(20) == 0
+    assert d.errors() == []
+
+
+def test_stream_over_unix_runs(snap, dest_factory, tmp_path):
+    path = tmp_path / "mig.sock"
+    d = dest_factory(uri=f"unix:{path}")
+    assert d.bound == f"unix:{path}"
+    handover(d, Stream(snap).complete())
+    assert not path.exists()                        # one source only: the path is gone
+    m, _ = d.wait_for(HB, timeout=10)
+    assert int(m.group(1)) == snap.hb_seq + 1
+    d.send("verify\n")
+    m, _ = d.wait_for(r"^VERIFY (PASS|FAIL)", timeout=30)
+    assert m.group(1) == "PASS", d.tail()
+    d.send("poweroff\n")
+    assert d.wait_exit(20) == 0
+
+
+# ---- hostile input ----
+
+def test_random_bytes(dest_factory):
+    for seed in range(3):
+        d = dest_factory()
+        replies = d.feed(os.urandom(64 + 1000 * seed))
+        # Unread bytes make the close a reset, which may swallow the reply.
+        refused(d, replies, reply=False)
+
+
+def test_not_a_stream_over_unix(dest_factory, tmp_path):
+    d = dest_factory(uri=f"unix:{tmp_path / 'u.sock'}")
+    refused(d, d.feed(b"GET / HTTP/1.1\r\n"), ["expected header"])
+
+
+def truncation_points(stream):
+    """(cut, what) for every record boundary and three places inside each record."""
+    pos = 0
+    for name, raw in stream.recs:
+        yield pos, f"before {name}"
+        for inside in (5, 16 + (len(raw) - 20) // 2, len(raw) - 1):
+            yield pos + inside, f"inside {name} at {inside}"
+        pos += len(raw)
+
+
+def test_truncated_everywhere(snap, dest_factory):
+    st = Stream(snap).head().ram([(0x1000, bytes([7]) * PAGE), (0x2000, None)]).state().end()
+    full = st.bytes()
+    for cut, what in truncation_points(st):
+        d = dest_factory()
+        refused(d, d.feed(full[:cut]), status=1, pattern="connection closed|truncated", ctx=what)
+    # Everything but GO: READY, then the destination gives up without running.
+    d = dest_factory()
+    replies = d.feed(full)
+    refused(d, replies, ["waiting for the go record"], status=1)
+    assert replies[0] == (REPLY_READY, "")
+
+
+def test_stalls_time_out(snap, dest_factory):
+    st = Stream(snap).complete()
+    for data, words in ((b"", ["no data for 1 s", "header"]),
+                        (st.recs[0][1], ["no data for 1 s", "machine"]),
+                        (st.recs[0][1][:7], ["no data for 1 s"])):
+        d = dest_factory(timeout=1)
+        refused(d, d.feed(data, close=False), words, status=1)
+    d = dest_factory(timeout=1)                     # stalled inside a record
+    refused(d, d.feed(st.bytes()[:68 + 100], close=False), status=1,
+            pattern="no data|timed out|stalled|temporarily unavailable")
+    d = dest_factory(timeout=1)                     # READY, and then no GO
+    replies = d.feed(st.bytes(), close=False)
+    refused(d, replies, ["no data for 1 s", "go record"], status=1)
+    assert replies[0] == (REPLY_READY, "")
+
+
+def test_bad_header(snap, dest_factory):
+    machine = record(REC_MACHINE, snap.recs[REC_MACHINE])
+    cases = [
+        (record(REC_HEADER, header_payload(), bad_crc=True), ["CRC mismatch"]),
+        (record(REC_HEADER, header_payload(magic=b"NOTMINI\n")), ["bad magic"]),
+        (record(REC_HEADER, header_payload(major=2, minor=3)), ["version 2.3", "1.x"]),
+        (record(REC_HEADER, header_payload(flags=1)), ["header flags 0x1"]),
+        (record(REC_HEADER, header_payload()[:40]), ["not a minivmm stream"]),
+        (record(REC_HEADER, length=1 << 62)[:16], ["exceeds"]),
+        (machine[:16], ["expected header"]),
+    ]
+    for data, words in cases:
+        d = dest_factory()
+        refused(d, d.feed(data), words)
+
+
+def test_records_out_of_order(snap, dest_factory):
+    """A record refused by its header is sent without its payload: bytes the
+    destination never reads would turn its close into a reset."""
+    hdr = record(REC_HEADER, header_payload())
+    machine = record(REC_MACHINE, snap.recs[REC_MACHINE])
+    state = record(REC_STATE, snap.recs[REC_STATE])
+    ram = record(REC_RAM, ram_payload([(0x1000, None)]))
+    cases = [
+        (hdr + ram[:16], ["type 3 (ram), expected machine"]),
+        (hdr + record(9, b"x")[:16], ["type 9 (unknown)"]),
+        (hdr + machine + machine, ["unexpected machine record"]),
+        (hdr + machine + hdr, ["unexpected header record"]),
+        (hdr + machine + record(REC_RAM_INDEX, b"\0" * 8), ["unexpected ram-index record"]),
+        (hdr + machine + record(REC_REPLY, struct.pack("<II", 1, 0)), ["unexpected reply record"]),
+        (hdr + machine + ram + record(REC_GO), ["unexpected go record"]),
+        (hdr + machine + ram + record(REC_END, end_payload(3, 0, 1, snap.ram_size)),
+         ["unexpected end record"]),
+        (hdr + machine + state + record(REC_GO)[:16], ["type 7 (go), expected end"]),
+        (hdr + machine + state + state[:16], ["expected end"]),
+    ]
+    for data, words in cases:
+        d = dest_factory()
+        refused(d, d.feed(data), words, ctx=words[0])
+
+
+def test_bad_ram_batches(snap, dest_factory):
+    page = bytes([1]) * PAGE
+    ram_end = snap.ram_size
+    bad = [
+        ([(ram_end, page)], {}, ["outside guest RAM"]),
+        ([(ram_end - PAGE, None), (ram_end, None)], {}, ["entry 1", "outside guest RAM"]),
+        ([(0xD0000000, None)], {}, ["0xd0000000 is outside guest RAM"]),
+        ([(0xFEE00000, page)], {}, ["outside guest RAM"]),
+        ([(1 << 32, None)], {}, ["outside guest RAM"]),
+        ([(0xFFFFFFFFFFFFF000, None)], {}, ["outside guest RAM"]),
+        ([(0x1008, page)], {}, ["not page-aligned"]),
+        ([(0x1002, None)], {}, ["not page-aligned"]),
+        ([(0x1000, None)], {"count": 3}, ["3 entries do not fit"]),
+        ([(0x1000, page)], {"count": 0}, ["need 8"]),
+        ([(0x1000, None)] * 2, {"count": 4097}, ["4097 entries"]),
+        ([(0x1000, None)], {"flags": 2}, ["unknown flags"]),
+    ]
+    for pages, kw, words in bad:
+        d = dest_factory()
+        st = Stream(snap).head().ram(pages, **kw)
+        refused(d, d.feed(st.bytes()), words, ctx=words[0])
+    for payload, words in ((b"\0" * 4, ["too short"]),
+                           (ram_payload([(0x1000, None)]) + b"\0" * 8, ["need 16"]),
+                           (ram_payload([(0x1000, page)])[:-1], ["need"])):
+        d = dest_factory()
+        st = Stream(snap).head().add("ram", record(REC_RAM, payload))
+        refused(d, d.feed(st.bytes()), words)
+    d = dest_factory()                              # a length past the bound: no allocation
+    st = Stream(snap).head().add("ram", record(REC_RAM, length=(1 << 64) - 1)[:16])
+    refused(d, d.feed(st.bytes()), ["exceeds"])
+
+
+def test_end_totals_checked(snap, dest_factory):
+    for kw, words in (({"records": 3}, ["counts 3 records"]),
+                      ({"present": 2}, ["data and"]),
+                      ({"zero": 0}, ["zero pages"]),
+                      ({"ram_size": snap.ram_size * 2}, ["bytes of RAM"])):
+        d = dest_factory()
+        st = Stream(snap).head().ram([(0x1000, None), (0x2000, bytes(PAGE))]).state().end(**kw)
+        refused(d, d.feed(st.bytes()), words)
+    d = dest_factory()
+    st = Stream(snap).head().state().add("end", record(REC_END, b"\0" * 16))
+    refused(d, d.feed(st.bytes()), ["end record of 16 bytes"])
+
+
+def test_bad_machine_and_state(snap, dest_factory):
+    d = dest_factory()
+    st = Stream(snap).add("header", record(REC_HEADER, header_payload()))
+    st.add("machine", record(REC_MACHINE, os.urandom(200)))
+    refused(d, d.feed(st.bytes()))
+    d = dest_factory()
+    st = Stream(snap).head().state(os.urandom(300)).end()
+    refused(d, d.feed(st.bytes()))
+    d = dest_factory(extra=("--cpus", "1"))         # the stream says 2
+    refused(d, d.feed(Stream(snap).head().bytes()), ["vCPU"])
+    d = dest_factory()
+    st = Stream(snap).head()
+    st.recs[1] = ("machine", record(REC_MACHINE, snap.recs[REC_MACHINE], bad_crc=True))
+    refused(d, d.feed(st.bytes()), ["CRC mismatch in machine record"])
+
+
+def test_bad_uri_and_options(tmp_path):
+    for args, words in ((["--incoming", "tcp:nohost"], ["tcp:"]),
+                        (["--incoming", "tcp:127.0.0.1:0", "--lazy"], ["--lazy"])):
+        r = subprocess.run([MINIVMM, *args], capture_output=True, text=True, timeout=10)
+        errs = [l for l in r.stderr.splitlines() if l.strip()]
+        assert r.returncode == 2 and len(errs) == 1, r.stderr
+        assert all(w in errs[0] for w in words), errs
+    env = dict(os.environ, MINIVMM_INCOMING_TIMEOUT="soon")
+    r = subprocess.run([MINIVMM, "--incoming", "tcp:127.0.0.1:0"], capture_output=True,
+                       text=True, timeout=10, env=env)
+    assert r.returncode == 2 and "MINIVMM_INCOMING_TIMEOUT" in r.stderr
