@@ -1,29 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * A small pool of I/O workers serves the queue, so that independent
- * requests overlap (a buffered write can block on page-cache writeback
- * while another request is served). Blocking I/O never runs on the event
- * loop. A worker pops one request under the transport lock, does the I/O
- * straight into guest memory without the lock, then pushes the result under
- * the lock and pops the next; used entries may therefore leave in another
- * order than they came, which virtio allows.
- *
- * One idle worker at a time (the "poller") sleeps on the queue's notify
- * eventfd; the others sleep on a condition, so a kick wakes one thread, not
- * the whole pool. A worker that pops a request wakes an idle one when more
- * work is queued, or when requests overlap and nobody would see the next
- * kick (not at queue depth 1, where the extra wakeup would only cost).
- *
- * A driver reset or a quiesce waits (on the transport lock's condition)
- * until no request is in flight on any worker, so the device never writes
- * guest memory after either; reset also bumps a generation so the results
- * of the old incarnation are dropped rather than pushed. A FLUSH waits until
- * every write popped before it has reached the file before fdatasync.
+ * virtio-blk on a raw image (regular file or block device), buffered I/O.
+ * Requests are served by a few worker threads (blk_io.c), never on the
+ * event loop; this file says what each request does.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "devices/blk_io.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_mmio.h"
 #include "vmm/log.h"
@@ -44,13 +28,6 @@
 #define VIRTIO_BLK_F_DISCARD    (1ULL << 13)
 #define VIRTIO_BLK_F_WRITE_ZEROES (1ULL << 14)
 
-#define VIRTIO_BLK_T_IN         0
-#define VIRTIO_BLK_T_OUT        1
-#define VIRTIO_BLK_T_FLUSH      4
-#define VIRTIO_BLK_T_GET_ID     8
-#define VIRTIO_BLK_T_DISCARD    11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-
 #define VIRTIO_BLK_S_OK         0
 #define VIRTIO_BLK_S_IOERR      1
 #define VIRTIO_BLK_S_UNSUPP     2
@@ -58,8 +35,6 @@
 #define SECTOR_SHIFT            9
 #define BLK_ID_BYTES            20
 #define BLK_QUEUE_SIZE          256
-#define BLK_WORKERS             3
-#define BLK_SLOW_BYTES          (64 * 1024)
 #define BLK_MAX_DISCARD_SECTORS (1U << 22)      /* 2 GiB per range */
 
 struct blk_config {             /* virtio 1.1, 5.2.4 */
@@ -85,31 +60,10 @@ struct blk_config {             /* virtio 1.1, 5.2.4 */
 	uint8_t unused1[3];
 } __attribute__((packed));
 
-struct blk_req_hdr {
-	uint32_t type;
-	uint32_t reserved;
-	uint64_t sector;
-};
-
 struct blk_discard_range {
 	uint64_t sector;
 	uint32_t num_sectors;
 	uint32_t flags;
-};
-
-struct blk;
-
-struct blk_worker {
-	struct blk *b;
-	pthread_t thread;
-	/* The request in hand; all but elem's buffers guarded by the lock. */
-	struct vq_elem elem;
-	struct blk_req_hdr hdr;         /* read once, when popped */
-	uint64_t seq;                   /* pop order, for FLUSH */
-	uint64_t gen;                   /* generation it was popped in */
-	uint32_t written;
-	bool busy;                      /* holds a popped request */
-	bool writing;                   /* ...that modifies the image */
 };
 
 struct blk {
@@ -121,19 +75,7 @@ struct blk {
 	uint64_t size;                  /* bytes, a multiple of 512 */
 	struct blk_config config;
 	struct virtio_device_ops ops;   /* blk_ops, adjusted for read-only */
-	int stop_fd;
-	/* Pool state (see top of file); guarded by the transport lock. */
-	pthread_cond_t work;            /* idle workers other than the poller */
-	pthread_cond_t io_idle;         /* completions: reset, quiesce, FLUSH */
-	unsigned nr_workers;            /* started */
-	unsigned inflight;              /* requests popped, not yet completed */
-	unsigned idle;                  /* waiting on `work` */
-	unsigned flush_waiters;
-	bool poller;                    /* a worker sleeps on the notify eventfd */
-	bool stopping;
-	uint64_t generation;
-	uint64_t next_seq;
-	struct blk_worker workers[BLK_WORKERS];
+	struct blk_io io;
 };
 
 int disk_config_parse(char *arg, struct disk_config *cfg)
@@ -273,58 +215,26 @@ static uint8_t blk_get_id(struct blk *b, const struct vq_elem *e, uint32_t *writ
 	return VIRTIO_BLK_S_OK;
 }
 
-static bool blk_is_write(uint32_t type)
+/* blk_io_serve_fn: serve one request popped by a worker. */
+static uint32_t blk_serve(void *opaque, struct blk_io_req *r)
 {
-	return type == VIRTIO_BLK_T_OUT || type == VIRTIO_BLK_T_DISCARD ||
-	       type == VIRTIO_BLK_T_WRITE_ZEROES;
-}
-
-/* Lock held: is a write popped before `seq` still in flight elsewhere? */
-static bool blk_older_write(const struct blk *b, uint64_t seq)
-{
-	for (unsigned i = 0; i < b->nr_workers; i++) {
-		const struct blk_worker *w = &b->workers[i];
-
-		if (w->busy && w->writing && w->seq < seq)
-			return true;
-	}
-	return false;
-}
-
-/* fdatasync only covers writes that have reached the file: one popped
- * before this FLUSH may still be running on another worker, so wait for
- * it. Writes wait for nothing, so these waits cannot form a cycle. */
-static uint8_t blk_flush(struct blk *b, const struct blk_worker *w)
-{
-	pthread_mutex_t *lock = &b->dev->lock;
-
-	pthread_mutex_lock(lock);
-	b->flush_waiters++;
-	while (blk_older_write(b, w->seq))
-		pthread_cond_wait(&b->io_idle, lock);
-	b->flush_waiters--;
-	pthread_mutex_unlock(lock);
-	return fdatasync(b->fd) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
-}
-
-/* Serve w's request; returns the bytes written into the guest's buffers. */
-static uint32_t blk_handle(struct blk *b, struct blk_worker *w)
-{
-	struct vq_elem *e = &w->elem;
+	struct blk *b = opaque;
+	struct vq_elem *e = &r->elem;
 	uint32_t written = 0;
 	uint8_t status;
 
-	if (e->out_len < sizeof(w->hdr) || e->in_len < 1) {
+	if (e->out_len < sizeof(r->hdr) || e->in_len < 1) {
 		/* No room even for a status byte: nothing we can say. */
 		return 0;
 	}
-	switch (w->hdr.type) {
+	switch (r->hdr.type) {
 	case VIRTIO_BLK_T_IN:
 	case VIRTIO_BLK_T_OUT:
-		status = blk_rw(b, e, w->hdr.sector, w->hdr.type == VIRTIO_BLK_T_IN, &written);
+		status = blk_rw(b, e, r->hdr.sector, r->hdr.type == VIRTIO_BLK_T_IN, &written);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		status = blk_flush(b, w);
+		blk_io_flush_wait(&b->io, r);
+		status = fdatasync(b->fd) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 		break;
 	case VIRTIO_BLK_T_GET_ID:
 		status = blk_get_id(b, e, &written);
@@ -341,138 +251,18 @@ static uint32_t blk_handle(struct blk *b, struct blk_worker *w)
 	return written + 1;
 }
 
-/* Will w be away long enough for another worker to be worth waking to
- * take the next request or watch for the next kick? A small read or write
- * is a page-cache copy of a microsecond or two, less than a wakeup. */
-static bool blk_slow(const struct blk_worker *w)
-{
-	if (w->hdr.type != VIRTIO_BLK_T_IN && w->hdr.type != VIRTIO_BLK_T_OUT)
-		return w->hdr.type != VIRTIO_BLK_T_GET_ID;
-	return w->elem.out_len + w->elem.in_len >= BLK_SLOW_BYTES;
-}
-
-/* Lock held. Take one request for w; false if there is none. */
-static bool blk_pop(struct blk *b, struct blk_worker *w)
-{
-	struct virtio_device *d = b->dev;
-	struct virtqueue *vq = &d->vqs[0];
-	int r;
-
-	if (!virtio_live(d))
-		return false;
-	r = vq_pop(vq, &d->vm->mem, &w->elem);
-	if (r < 0)
-		virtio_needs_reset(d, "malformed descriptor chain");
-	if (r <= 0)
-		return false;
-	/* The header is read here, under the lock, so that the type FLUSH
-	 * ordering relies on is the one the request is served as. */
-	w->hdr.type = UINT32_MAX;
-	if (w->elem.out_len >= sizeof(w->hdr))
-		iov_to_buf(w->elem.out, w->elem.n_out, 0, &w->hdr, sizeof(w->hdr));
-	w->writing = blk_is_write(w->hdr.type);
-	w->seq = b->next_seq++;
-	w->gen = b->generation;
-	w->busy = true;
-	b->inflight++;
-	if (b->idle && blk_slow(w) && (vq_has_avail(vq) || (!b->poller && b->inflight > 1)))
-		pthread_cond_signal(&b->work);
-	return true;
-}
-
-/* Lock held. Pushed even when quiesced meanwhile (the request was taken
- * before); dropped only if the driver reset the device. */
-static void blk_complete(struct blk *b, struct blk_worker *w)
-{
-	struct virtio_device *d = b->dev;
-	struct virtqueue *vq = &d->vqs[0];
-
-	if (w->gen == b->generation) {
-		vq_push(vq, &d->vm->mem, &w->elem, w->written);
-		if (vq_should_notify(vq))
-			virtio_signal_used(d);
-	}
-	w->busy = w->writing = false;
-	b->inflight--;
-	if (!b->inflight || b->flush_waiters)
-		pthread_cond_broadcast(&b->io_idle);
-}
-
-/* Lock not held: sleep until the queue is kicked or the pool stops. */
-static void blk_poll(struct blk *b)
-{
-	struct pollfd pfd[2] = {
-		{ .fd = b->dev->notify_fd[0], .events = POLLIN },
-		{ .fd = b->stop_fd, .events = POLLIN },
-	};
-	eventfd_t v;
-
-	if (poll(pfd, 2, -1) > 0 && pfd[0].revents)
-		eventfd_read(b->dev->notify_fd[0], &v);
-}
-
-static void *blk_worker(void *arg)
-{
-	struct blk_worker *w = arg;
-	struct blk *b = w->b;
-	pthread_mutex_t *lock = &b->dev->lock;
-	/* A new worker waits to be woken before it looks at the ring, as a
-	 * single thread would: state may have been loaded into the device
-	 * before RAM is complete, and the ring is only read after resume. */
-	bool look = false;
-
-	pthread_setname_np(pthread_self(), "blk-io");
-	pthread_mutex_lock(lock);
-	for (;;) {
-		if (w->busy)
-			blk_complete(b, w);
-		if (b->stopping)
-			break;
-		if (look && blk_pop(b, w)) {
-			pthread_mutex_unlock(lock);
-			w->written = blk_handle(b, w);
-			pthread_mutex_lock(lock);
-			continue;
-		}
-		look = true;
-		if (!b->poller) {
-			/* The eventfd is read before the next pop, so a kick
-			 * after that pop's empty look is never lost. */
-			b->poller = true;
-			pthread_mutex_unlock(lock);
-			blk_poll(b);
-			pthread_mutex_lock(lock);
-			b->poller = false;
-		} else {
-			b->idle++;
-			pthread_cond_wait(&b->work, lock);
-			b->idle--;
-		}
-	}
-	pthread_mutex_unlock(lock);
-	return NULL;
-}
-
-/* Lock held. Waiting releases it, so the workers can finish. */
-static void blk_wait_idle(struct blk *b)
-{
-	while (b->inflight)
-		pthread_cond_wait(&b->io_idle, &b->dev->lock);
-}
-
 static void blk_reset(struct virtio_device *d)
 {
 	struct blk *b = d->priv;
 
-	b->generation++;
-	blk_wait_idle(b);
+	blk_io_reset(&b->io);
 }
 
 static void blk_quiesce(struct virtio_device *d)
 {
-	pthread_mutex_lock(&d->lock);
-	blk_wait_idle(d->priv);
-	pthread_mutex_unlock(&d->lock);
+	struct blk *b = d->priv;
+
+	blk_io_quiesce(&b->io);
 }
 
 static void blk_save(struct virtio_device *d, struct state_writer *w)
@@ -522,22 +312,9 @@ static void blk_destroy(struct virtio_device *d)
 
 	if (!b)
 		return;
-	if (b->nr_workers) {
-		/* The poller sees stop_fd; the others wait on `work`. */
-		pthread_mutex_lock(&d->lock);
-		b->stopping = true;
-		pthread_cond_broadcast(&b->work);
-		pthread_mutex_unlock(&d->lock);
-		eventfd_write(b->stop_fd, 1);
-		for (unsigned i = 0; i < b->nr_workers; i++)
-			pthread_join(b->workers[i].thread, NULL);
-	}
-	if (b->stop_fd >= 0)
-		close(b->stop_fd);
+	blk_io_destroy(&b->io);
 	if (b->fd >= 0)
 		close(b->fd);
-	pthread_cond_destroy(&b->work);
-	pthread_cond_destroy(&b->io_idle);
 	free(b);
 }
 
@@ -607,14 +384,11 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	if (!b)
 		return -1;
 	b->cfg = *cfg;
-	b->fd = b->stop_fd = -1;
+	b->fd = -1;
 	snprintf(b->path, sizeof(b->path), "%s", cfg->path);
 	b->cfg.path = b->path;
 	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial ? cfg->serial : "");
-	pthread_cond_init(&b->work, NULL);
-	pthread_cond_init(&b->io_idle, NULL);
-	b->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (b->stop_fd < 0 || blk_open(b) < 0) {
+	if (blk_io_init(&b->io) < 0 || blk_open(b) < 0) {
 		blk_destroy(&(struct virtio_device){ .priv = b });
 		return -1;
 	}
@@ -626,19 +400,11 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	b->dev = virtio_mmio_create(vm, &b->ops, b);
 	if (!b->dev)
 		return -1;
-	for (unsigned i = 0; i < BLK_WORKERS; i++) {
-		struct blk_worker *w = &b->workers[i];
-
-		w->b = b;
-		err = pthread_create(&w->thread, NULL, blk_worker, w);
-		if (err) {
-			/* The device is registered: destroying it joins those started. */
-			pr_err("--disk %s: cannot start an I/O thread: %s", b->path, strerror(err));
-			return -1;
-		}
-		pthread_mutex_lock(&b->dev->lock);
-		b->nr_workers++;
-		pthread_mutex_unlock(&b->dev->lock);
+	err = blk_io_start(&b->io, b->dev, blk_serve, b);
+	if (err) {
+		/* The device is registered: destroying it joins those started. */
+		pr_err("--disk %s: cannot start the I/O threads: %s", b->path, strerror(err));
+		return -1;
 	}
 	return 0;
 }

@@ -67,6 +67,9 @@ struct virtio_device_ops {
 	/* Give up the host backend (tap, disk lock): the guest now runs on
 	 * another host, which takes it over. The device stays quiesced. */
 	void (*release)(struct virtio_device *d);
+	/* Open the host backend now (an incoming migration, after GO); the
+	 * device was created without it. Main thread; lock not held. */
+	int (*attach)(struct virtio_device *d);
 	/* Device-specific state, inside the transport's node (lock held). */
 	uint32_t state_version;
 	void (*save)(struct virtio_device *d, struct state_writer *w);
@@ -113,6 +116,7 @@ void virtio_mmio_save(struct virtio_device *d, struct state_writer *w);
 int virtio_mmio_load(struct virtio_device *d, const struct state_reader *parent);
 void virtio_mmio_quiesce(struct virtio_device *d);
 void virtio_mmio_release(struct virtio_device *d);
+int virtio_mmio_attach(struct virtio_device *d);
 void virtio_mmio_resume(struct virtio_device *d);
 
 /* GSI of device window `index` (5, 6, 7, 9, 10, ... skipping 8). */

@@ -189,3 +189,8 @@ void virtio_mmio_release(struct virtio_device *d)
 	if (d->ops->release)
 		d->ops->release(d);
 }
+
+int virtio_mmio_attach(struct virtio_device *d)
+{
+	return d->ops->attach ? d->ops->attach(d) : 0;
+}

@@ -96,7 +96,7 @@ int net_config_parse(char *arg, struct net_config *cfg)
 
 static void net_watch_rx(struct net *n, bool on)
 {
-	if (on == n->rx_watched)
+	if (on == n->rx_watched || n->tap_fd < 0)
 		return;
 	/* The fd stays registered; only its interest changes. */
 	event_loop_mod(&n->dev->vm->loop, n->tap_fd, on ? EPOLLIN : 0);
@@ -262,6 +262,23 @@ static void net_release(struct virtio_device *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
+static int tap_open(struct net *n);
+
+/* Main thread, before the guest runs: take the tap over from the source. */
+static int net_attach(struct virtio_device *d)
+{
+	struct net *n = d->priv;
+
+	if (n->tap_fd >= 0)
+		return 0;
+	if (tap_open(n) < 0 || event_loop_add(&d->vm->loop, n->tap_fd, 0, net_on_tap, n) < 0)
+		return -1;
+	if (virtio_live(d) &&
+	    ioctl(n->tap_fd, TUNSETOFFLOAD, tap_offloads(d->driver_features)) < 0)
+		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_name, strerror(errno));
+	return 0;
+}
+
 static void net_save(struct virtio_device *d, struct state_writer *w)
 {
 	struct net *n = d->priv;
@@ -277,7 +294,8 @@ static int net_load(struct virtio_device *d, const struct state_reader *r)
 
 	if (state_get_bytes(r, "mac", n->config.mac, 6) < 0)
 		return -1;
-	if (ioctl(n->tap_fd, TUNSETOFFLOAD, tap_offloads(d->driver_features)) < 0)
+	if (n->tap_fd >= 0 &&
+	    ioctl(n->tap_fd, TUNSETOFFLOAD, tap_offloads(d->driver_features)) < 0)
 		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_name, strerror(errno));
 	return 0;
 }
@@ -318,6 +336,7 @@ static const struct virtio_device_ops net_ops = {
 	.quiesce = net_quiesce,
 	.resume = net_resume,
 	.release = net_release,
+	.attach = net_attach,
 	.state_version = 1,
 	.save = net_save,
 	.load = net_load,
@@ -376,7 +395,15 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg)
 	n->tap_fd = -1;
 	snprintf(n->tap_name, sizeof(n->tap_name), "%s", cfg->tap);
 	n->cfg.tap = n->tap_name;
-	if (tap_open(n) < 0) {
+	/* An incoming migration attaches the tap only after GO: until then
+	 * the source still has it (net_attach). */
+	if (vm->cfg.defer_backends && !if_nametoindex(n->tap_name)) {
+		/* Deferred, but a tap that does not exist here is known now. */
+		pr_err("--net tap=%s: no such interface on this host", n->tap_name);
+		net_destroy(&(struct virtio_device){ .priv = n });
+		return -1;
+	}
+	if (!vm->cfg.defer_backends && tap_open(n) < 0) {
 		net_destroy(&(struct virtio_device){ .priv = n });
 		return -1;
 	}
@@ -385,7 +412,7 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg)
 	if (!n->dev)
 		return -1;
 	/* Registered now (the loop is single-threaded later); interest comes at DRIVER_OK. */
-	if (event_loop_add(&vm->loop, n->tap_fd, 0, net_on_tap, n) < 0)
+	if (n->tap_fd >= 0 && event_loop_add(&vm->loop, n->tap_fd, 0, net_on_tap, n) < 0)
 		return -1;
 	return 0;
 }

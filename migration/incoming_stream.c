@@ -156,6 +156,8 @@ static int receive(struct incoming *in)
 	if (machine_load(rx->machine.payload, rx->machine.length, in->cmdline,
 			 in->cmdline->accept_backends, &in->cfg) < 0)
 		return EXIT_USAGE;
+	/* The source holds the disks and taps until it sends GO. */
+	in->cfg.defer_backends = true;
 	ret = vm_create(in->vm, &in->cfg);
 	if (ret != EXIT_OK)
 		return ret;
@@ -187,6 +189,10 @@ static int switchover(struct incoming *in)
 	if (stream_rx_wait_go(&in->rx) < 0)
 		return rx_status(in);
 	failpoint_kill("dst-kill-after-go");
+	/* The source let go of its disks and taps before GO: take them. If we
+	 * cannot, we say nothing more: the source stays paused, and tells. */
+	if (vm_attach_backends(in->vm) < 0)
+		return EXIT_USAGE;
 	if (vmstate_load_clock(in->vm, in->rx.state.payload, in->rx.state.length) < 0)
 		return EXIT_USAGE;
 	for (unsigned i = 0; i < in->vm->nr_virtio; i++)
@@ -225,5 +231,7 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 	close(in.fd);
 	ram_loader_free(&in.rx.ram);
 	record_free(&in.rx.state);
+	free(in.c.rxbuf);       /* the machine record stays: the VM's config points into it */
+	in.c.rxbuf = NULL;
 	return ret;
 }

@@ -349,13 +349,21 @@ static int precopy_to_ready(struct sender *s, uint64_t **bits)
 {
 	uint64_t t0;
 
+	t0 = now_ns();
 	if (send_preamble(s) < 0 || dirty_log_start(s->vm) < 0)
 		return -1;
 	migration_set_status(s->m, MIG_ACTIVE);
 	s->rate_t0 = now_ns();
+	pr_info("migration: dirty logging on after %llu ms", (unsigned long long)(now_ns() - t0) / 1000000);
 	/* Logging is on before the first page goes: writes from now on are caught. */
-	if (dirty_harvest(s->vm) < 0 || send_all(s) < 0 || precopy_rounds(s, bits) < 0)
+	if (dirty_harvest(s->vm) < 0 || send_all(s) < 0)
 		return -1;
+	pr_info("migration: first pass (%llu pages) done after %llu ms",
+		(unsigned long long)(s->pages_data + s->pages_zero),
+		(unsigned long long)(now_ns() - t0) / 1000000);
+	if (precopy_rounds(s, bits) < 0)
+		return -1;
+	pr_info("migration: rounds done after %llu ms", (unsigned long long)(now_ns() - t0) / 1000000);
 	t0 = now_ns();
 	vmstate_freeze(s->vm);
 	migration_set_status(s->m, MIG_DEVICE);

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "migration/ram_batch.h"
 #include "migration/stream.h"
@@ -126,6 +127,31 @@ static void load_page(struct ram_loader *l, uint64_t e, const uint8_t **data)
 	l->pages_data++;
 }
 
+/*
+ * Guest RAM is shmem: faulting its pages in one at a time during the copy
+ * costs more than the copy. Allocate each run of consecutive data pages in
+ * one call first (the entries are already validated).
+ */
+static void populate_runs(struct ram_loader *l, const uint8_t *entries, uint32_t count)
+{
+	uint64_t start = 0, len = 0;
+
+	for (uint32_t i = 0; i <= count; i++) {
+		uint64_t e = i < count ? entry_at(entries, i) : RAM_ENTRY_ZERO;
+		uint64_t gpa = e & ENTRY_ADDR_MASK;
+
+		if (!(e & RAM_ENTRY_ZERO) && len && gpa == start + len &&
+		    guest_mem_ptr(l->mem, start, len + PAGE)) {
+			len += PAGE;
+			continue;
+		}
+		if (len >= 16 * PAGE)   /* small runs: the faults are cheap enough */
+			madvise(guest_mem_ptr(l->mem, start, len), len, MADV_POPULATE_WRITE);
+		start = gpa;
+		len = (e & RAM_ENTRY_ZERO) ? 0 : PAGE;
+	}
+}
+
 int ram_batch_load(struct ram_loader *l, const void *payload, uint64_t len)
 {
 	const uint8_t *p = payload, *data;
@@ -134,6 +160,7 @@ int ram_batch_load(struct ram_loader *l, const void *payload, uint64_t len)
 
 	if (check_batch(l, p, len, &h, &ndata) < 0)
 		return -1;
+	populate_runs(l, p + sizeof(h), h.count);
 	data = p + sizeof(h) + 8ULL * h.count;
 	for (uint32_t i = 0; i < h.count; i++)
 		load_page(l, entry_at(p + sizeof(h), i), &data);

@@ -170,7 +170,9 @@ int record_read(struct chan *c, struct record *rec, uint32_t want)
 		       (unsigned long long)record_max_length(h.type));
 		return -1;
 	}
-	rec->payload = h.length ? malloc(h.length) : NULL;
+	/* Only RAM batches borrow: they are consumed before the next read. */
+	rec->borrowed = c->rxbuf && h.type == REC_RAM && h.length && h.length <= c->rxcap;
+	rec->payload = rec->borrowed ? c->rxbuf : h.length ? malloc(h.length) : NULL;
 	if (h.length && !rec->payload) {
 		pr_err("%s: out of memory for a %llu-byte record", c->name,
 		       (unsigned long long)h.length);
@@ -197,8 +199,10 @@ err:
 
 void record_free(struct record *rec)
 {
-	free(rec->payload);
+	if (!rec->borrowed)
+		free(rec->payload);
 	rec->payload = NULL;
+	rec->borrowed = false;
 }
 
 void stream_header_init(struct stream_header *h, uint32_t flags)

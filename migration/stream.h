@@ -93,13 +93,19 @@ struct chan {
 	uint64_t bytes;         /* moved so far */
 	uint64_t records;       /* records read or written */
 	const char *name;       /* for messages: "file /snap", "tcp 127.0.0.1:4444" */
+	/* Optional: RAM batches that fit are read here instead of a fresh malloc
+	 * (a stream of large RAM records would otherwise fault in a new 16 MiB
+	 * buffer for every record). Owned by the caller. */
+	void *rxbuf;
+	size_t rxcap;
 };
 
 struct record {
 	uint32_t type;
 	uint32_t flags;
 	uint64_t length;
-	void *payload;          /* malloc'd, length bytes; NULL when 0 */
+	void *payload;          /* malloc'd (or the chan's rxbuf), length bytes; NULL when 0 */
+	bool borrowed;          /* payload is the chan's rxbuf: valid until the next read */
 };
 
 void chan_init(struct chan *c, int fd, bool seekable, uint64_t off, const char *name);

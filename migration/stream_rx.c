@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -26,10 +27,17 @@ void stream_rx_init(struct stream_rx *rx, struct chan *c, bool socket, unsigned 
 	rx->c = c;
 	rx->socket = socket;
 	rx->timeout_s = timeout_s;
+	/* One buffer for every RAM batch; without it, each is a fresh malloc. */
+	c->rxcap = record_max_length(REC_RAM);
+	c->rxbuf = malloc(c->rxcap);
+	if (!c->rxbuf)
+		c->rxcap = 0;
 }
 
 void stream_rx_free(struct stream_rx *rx)
 {
+	free(rx->c->rxbuf);
+	rx->c->rxbuf = NULL;
 	record_free(&rx->machine);
 	record_free(&rx->state);
 	ram_loader_free(&rx->ram);

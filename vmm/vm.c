@@ -355,6 +355,14 @@ void vm_release_backends(struct vm *vm)
 		virtio_mmio_release(vm->virtio[i]);
 }
 
+int vm_attach_backends(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		if (virtio_mmio_attach(vm->virtio[i]) < 0)
+			return -1;
+	return 0;
+}
+
 bool vm_is_paused(struct vm *vm)
 {
 	bool paused;

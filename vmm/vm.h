@@ -58,6 +58,7 @@ struct vm_config {
 	const char *incoming;           /* URI; no kernel is loaded */
 	const char *inspect;            /* --inspect URI */
 	bool accept_backends;
+	bool defer_backends;            /* open disks/taps at vm_attach_backends() */
 	bool lazy;
 	bool start_paused;
 	/* Called after guest RAM is mapped, before KVM sees it. */
@@ -179,5 +180,7 @@ void vm_set_throttle(struct vm *vm, unsigned pct);
 /* Live migration after READY: close taps and drop disk locks, so the
  * destination can take them (the devices are quiesced already). */
 void vm_release_backends(struct vm *vm);
+/* Incoming live migration after GO: open the disks and taps now. */
+int vm_attach_backends(struct vm *vm);
 
 #endif

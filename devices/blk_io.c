@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A few workers share a disk's queue, so that independent requests overlap
+ * (a buffered write blocked on page-cache writeback or a FLUSH in fdatasync
+ * no longer holds up the requests behind it). Blocking I/O never runs on
+ * the event loop. A worker pops one request under the transport lock, does
+ * the I/O straight into guest memory without the lock, then pushes the
+ * result under the lock and pops the next; used entries may therefore leave
+ * in another order than they came, which virtio allows.
+ *
+ * One idle worker at a time (the "poller") sleeps on the queue's notify
+ * eventfd; the others sleep on a condition, so a kick wakes one thread,
+ * not the pool. A worker that pops a slow request wakes an idle one to take
+ * the next request or to watch for the next kick; a small read or write is
+ * served faster than a thread wakes up, so it wakes nobody.
+ *
+ * A driver reset or a quiesce waits (on `io_idle`, under the transport
+ * lock) until no request is in flight on any worker, so the device never
+ * touches guest memory or the ring after either; reset also bumps a
+ * generation so the results of the old incarnation are dropped rather than
+ * pushed. A FLUSH waits until every write popped before it has completed.
+ */
+#include <poll.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "devices/blk_io.h"
+#include "vmm/vm.h"
+
+/* Data size from which a read or write is worth another worker's wakeup. */
+#define BLK_IO_SLOW_BYTES       (64 * 1024)
+
+static bool is_write(uint32_t type)
+{
+	return type == VIRTIO_BLK_T_OUT || type == VIRTIO_BLK_T_DISCARD ||
+	       type == VIRTIO_BLK_T_WRITE_ZEROES;
+}
+
+/* Lock held, r just popped: should an idle worker be woken? Yes if r will
+ * take a while and there is more work queued, or nobody is left to see the
+ * next kick. At queue depth 1 the driver waits for r anyway, unless r is a
+ * FLUSH or DISCARD that may take milliseconds. */
+static bool hand_off(const struct blk_io *io, const struct blk_io_req *r)
+{
+	uint32_t t = r->hdr.type;
+	bool rw = t == VIRTIO_BLK_T_IN || t == VIRTIO_BLK_T_OUT;
+
+	if (!io->idle || t == VIRTIO_BLK_T_GET_ID ||
+	    (rw && r->elem.out_len + r->elem.in_len < BLK_IO_SLOW_BYTES))
+		return false;
+	return vq_has_avail(&io->dev->vqs[0]) || (!io->poller && (io->inflight > 1 || !rw));
+}
+
+/* Lock held. Take one request for r; false if there is none. */
+static bool blk_io_pop(struct blk_io *io, struct blk_io_req *r)
+{
+	struct virtio_device *d = io->dev;
+	int ret;
+
+	if (!virtio_live(d))
+		return false;
+	ret = vq_pop(&d->vqs[0], &d->vm->mem, &r->elem);
+	if (ret < 0)
+		virtio_needs_reset(d, "malformed descriptor chain");
+	if (ret <= 0)
+		return false;
+	/* Read here, under the lock, so that the type FLUSH ordering relies
+	 * on is the type the request is served as. */
+	r->hdr.type = UINT32_MAX;
+	if (r->elem.out_len >= sizeof(r->hdr))
+		iov_to_buf(r->elem.out, r->elem.n_out, 0, &r->hdr, sizeof(r->hdr));
+	r->writing = is_write(r->hdr.type);
+	r->seq = io->next_seq++;
+	r->gen = io->generation;
+	r->busy = true;
+	io->inflight++;
+	if (hand_off(io, r))
+		pthread_cond_signal(&io->work);
+	return true;
+}
+
+/* Lock held. Pushed even when quiesced meanwhile (the request was taken
+ * before); dropped only if the driver reset the device. */
+static void blk_io_complete(struct blk_io *io, struct blk_io_req *r)
+{
+	struct virtio_device *d = io->dev;
+	struct virtqueue *vq = &d->vqs[0];
+
+	if (r->gen == io->generation) {
+		vq_push(vq, &d->vm->mem, &r->elem, r->written);
+		if (vq_should_notify(vq))
+			virtio_signal_used(d);
+	}
+	r->busy = r->writing = false;
+	io->inflight--;
+	if (!io->inflight || io->flush_waiters)
+		pthread_cond_broadcast(&io->io_idle);
+}
+
+/* Lock not held: sleep until the queue is kicked or the pool stops. */
+static void blk_io_poll(struct blk_io *io)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = io->dev->notify_fd[0], .events = POLLIN },
+		{ .fd = io->stop_fd, .events = POLLIN },
+	};
+	eventfd_t v;
+
+	if (poll(pfd, 2, -1) > 0 && pfd[0].revents)
+		eventfd_read(io->dev->notify_fd[0], &v);
+}
+
+static void *blk_io_worker(void *arg)
+{
+	struct blk_io_req *r = arg;
+	struct blk_io *io = r->io;
+	pthread_mutex_t *lock = &io->dev->lock;
+	/* A new worker looks at the ring only once woken, as a single
+	 * thread would: after a state load the device is live before resume
+	 * kicks it, and must not serve before. */
+	bool look = false;
+
+	pthread_setname_np(pthread_self(), "blk-io");
+	pthread_mutex_lock(lock);
+	for (;;) {
+		if (r->busy)
+			blk_io_complete(io, r);
+		if (io->stopping)
+			break;
+		if (look && blk_io_pop(io, r)) {
+			pthread_mutex_unlock(lock);
+			r->written = io->serve(io->opaque, r);
+			pthread_mutex_lock(lock);
+			continue;
+		}
+		look = true;
+		if (!io->poller) {
+			/* The eventfd is read before the next pop, so a kick
+			 * after this pop's empty look is never lost. */
+			io->poller = true;
+			pthread_mutex_unlock(lock);
+			blk_io_poll(io);
+			pthread_mutex_lock(lock);
+			io->poller = false;
+		} else {
+			io->idle++;
+			pthread_cond_wait(&io->work, lock);
+			io->idle--;
+		}
+	}
+	pthread_mutex_unlock(lock);
+	return NULL;
+}
+
+/* Lock held: is a write popped before `seq` still in flight? */
+static bool older_write(const struct blk_io *io, uint64_t seq)
+{
+	for (unsigned i = 0; i < io->nr_workers; i++) {
+		const struct blk_io_req *r = &io->reqs[i];
+
+		if (r->busy && r->writing && r->seq < seq)
+			return true;
+	}
+	return false;
+}
+
+/* fdatasync only covers writes that have reached the file, and one popped
+ * before this FLUSH may still be running on another worker. Writes wait
+ * for nothing, so these waits cannot form a cycle. */
+void blk_io_flush_wait(struct blk_io *io, const struct blk_io_req *req)
+{
+	pthread_mutex_t *lock = &io->dev->lock;
+
+	pthread_mutex_lock(lock);
+	io->flush_waiters++;
+	while (older_write(io, req->seq))
+		pthread_cond_wait(&io->io_idle, lock);
+	io->flush_waiters--;
+	pthread_mutex_unlock(lock);
+}
+
+/* Lock held. Waiting releases it, so the workers can finish. */
+static void blk_io_wait_idle(struct blk_io *io)
+{
+	while (io->inflight)
+		pthread_cond_wait(&io->io_idle, &io->dev->lock);
+}
+
+void blk_io_reset(struct blk_io *io)
+{
+	io->generation++;
+	blk_io_wait_idle(io);
+}
+
+void blk_io_quiesce(struct blk_io *io)
+{
+	pthread_mutex_lock(&io->dev->lock);
+	blk_io_wait_idle(io);
+	pthread_mutex_unlock(&io->dev->lock);
+}
+
+int blk_io_init(struct blk_io *io)
+{
+	pthread_cond_init(&io->work, NULL);
+	pthread_cond_init(&io->io_idle, NULL);
+	io->stop_fd = eventfd(0, EFD_CLOEXEC);
+	return io->stop_fd < 0 ? -1 : 0;
+}
+
+int blk_io_start(struct blk_io *io, struct virtio_device *d, blk_io_serve_fn *serve,
+		 void *opaque)
+{
+	io->dev = d;
+	io->serve = serve;
+	io->opaque = opaque;
+	for (unsigned i = 0; i < BLK_IO_WORKERS; i++) {
+		struct blk_io_req *r = &io->reqs[i];
+		int err;
+
+		r->io = io;
+		err = pthread_create(&r->thread, NULL, blk_io_worker, r);
+		if (err)
+			return err;
+		pthread_mutex_lock(&d->lock);
+		io->nr_workers++;
+		pthread_mutex_unlock(&d->lock);
+	}
+	return 0;
+}
+
+void blk_io_destroy(struct blk_io *io)
+{
+	if (io->nr_workers) {
+		/* The poller sees stop_fd; the others wait on `work`. */
+		pthread_mutex_lock(&io->dev->lock);
+		io->stopping = true;
+		pthread_cond_broadcast(&io->work);
+		pthread_mutex_unlock(&io->dev->lock);
+		eventfd_write(io->stop_fd, 1);
+		for (unsigned i = 0; i < io->nr_workers; i++)
+			pthread_join(io->reqs[i].thread, NULL);
+	}
+	if (io->stop_fd >= 0)
+		close(io->stop_fd);
+	pthread_cond_destroy(&io->work);
+	pthread_cond_destroy(&io->io_idle);
+}
