@@ -37,62 +37,88 @@ static bool is_write(uint32_t type)
 	       type == VIRTIO_BLK_T_WRITE_ZEROES;
 }
 
-/* Lock held, r just popped: should an idle worker be woken? Yes if r will
- * take a while and there is more work queued, or nobody is left to see the
- * next kick. At queue depth 1 the driver waits for r anyway, unless r is a
- * FLUSH or DISCARD that may take milliseconds. */
-static bool hand_off(const struct blk_io *io, const struct blk_io_req *r)
+/* Lock held, w's requests just popped: should an idle worker be woken?
+ * Yes if they will take a while and there is more work queued, or nobody
+ * is left to see the next kick. At queue depth 1 the driver waits for
+ * them anyway, unless it is a FLUSH or DISCARD that may take milliseconds. */
+static bool hand_off(const struct blk_io *io, const struct blk_io_worker *w)
 {
-	uint32_t t = r->hdr.type;
+	uint32_t t = w->reqs[0].hdr.type;
 	bool rw = t == VIRTIO_BLK_T_IN || t == VIRTIO_BLK_T_OUT;
+	uint64_t bytes = 0;
 
-	if (!io->idle || t == VIRTIO_BLK_T_GET_ID ||
-	    (rw && r->elem.out_len + r->elem.in_len < BLK_IO_SLOW_BYTES))
+	if (!io->idle || t == VIRTIO_BLK_T_GET_ID)
+		return false;
+	for (unsigned i = 0; i < w->n; i++)
+		bytes += w->reqs[i].elem.out_len + w->reqs[i].elem.in_len;
+	if (rw && bytes < BLK_IO_SLOW_BYTES)
 		return false;
 	return vq_has_avail(&io->dev->vqs[0]) || (!io->poller && (io->inflight > 1 || !rw));
 }
 
-/* Lock held. Take one request for r; false if there is none. */
-static bool blk_io_pop(struct blk_io *io, struct blk_io_req *r)
+/* Lock held. Pop one request into r; false if there is none. */
+static bool pop_one(struct blk_io *io, struct blk_io_req *r)
 {
 	struct virtio_device *d = io->dev;
-	int ret;
+	int ret = vq_pop(&d->vqs[0], &d->vm->mem, &r->elem);
 
-	if (!virtio_live(d))
-		return false;
-	ret = vq_pop(&d->vqs[0], &d->vm->mem, &r->elem);
 	if (ret < 0)
 		virtio_needs_reset(d, "malformed descriptor chain");
 	if (ret <= 0)
 		return false;
-	/* Read here, under the lock, so that the type FLUSH ordering relies
-	 * on is the type the request is served as. */
+	/* Read here, under the lock, so that the type FLUSH ordering and
+	 * merging rely on is the type the request is served as. */
 	r->hdr.type = UINT32_MAX;
 	if (r->elem.out_len >= sizeof(r->hdr))
 		iov_to_buf(r->elem.out, r->elem.n_out, 0, &r->hdr, sizeof(r->hdr));
-	r->writing = is_write(r->hdr.type);
-	r->seq = io->next_seq++;
-	r->gen = io->generation;
-	r->busy = true;
+	return true;
+}
+
+/* Lock held. Take a request for w, and the reads or writes right behind it
+ * that the device can serve with it as one transfer: sequential I/O then
+ * costs one syscall (and one inode lock round) per run, not per request.
+ * False if there is no request. */
+static bool blk_io_pop(struct blk_io *io, struct blk_io_worker *w)
+{
+	struct virtio_device *d = io->dev;
+	uint32_t t;
+
+	if (!virtio_live(d) || !pop_one(io, &w->reqs[0]))
+		return false;
+	w->n = 1;
+	t = w->reqs[0].hdr.type;
+	while ((t == VIRTIO_BLK_T_IN || t == VIRTIO_BLK_T_OUT) && w->n < BLK_IO_BATCH &&
+	       pop_one(io, &w->reqs[w->n])) {
+		if (!io->merge(io->opaque, w, &w->reqs[w->n])) {
+			vq_unpop(&d->vqs[0]);   /* the next pop takes it again */
+			break;
+		}
+		w->n++;
+	}
+	w->writing = is_write(t);
+	w->seq = io->next_seq++;
+	w->gen = io->generation;
+	w->busy = true;
 	io->inflight++;
-	if (hand_off(io, r))
+	if (hand_off(io, w))
 		pthread_cond_signal(&io->work);
 	return true;
 }
 
-/* Lock held. Pushed even when quiesced meanwhile (the request was taken
+/* Lock held. Pushed even when quiesced meanwhile (the requests were taken
  * before); dropped only if the driver reset the device. */
-static void blk_io_complete(struct blk_io *io, struct blk_io_req *r)
+static void blk_io_complete(struct blk_io *io, struct blk_io_worker *w)
 {
 	struct virtio_device *d = io->dev;
 	struct virtqueue *vq = &d->vqs[0];
 
-	if (r->gen == io->generation) {
-		vq_push(vq, &d->vm->mem, &r->elem, r->written);
+	if (w->gen == io->generation) {
+		for (unsigned i = 0; i < w->n; i++)
+			vq_push(vq, &d->vm->mem, &w->reqs[i].elem, w->reqs[i].written);
 		if (vq_should_notify(vq))
 			virtio_signal_used(d);
 	}
-	r->busy = r->writing = false;
+	w->busy = w->writing = false;
 	io->inflight--;
 	if (!io->inflight || io->flush_waiters)
 		pthread_cond_broadcast(&io->io_idle);
@@ -113,8 +139,8 @@ static void blk_io_poll(struct blk_io *io)
 
 static void *blk_io_worker(void *arg)
 {
-	struct blk_io_req *r = arg;
-	struct blk_io *io = r->io;
+	struct blk_io_worker *w = arg;
+	struct blk_io *io = w->io;
 	pthread_mutex_t *lock = &io->dev->lock;
 	/* A new worker looks at the ring only once woken, as a single
 	 * thread would: after a state load the device is live before resume
@@ -124,13 +150,13 @@ static void *blk_io_worker(void *arg)
 	pthread_setname_np(pthread_self(), "blk-io");
 	pthread_mutex_lock(lock);
 	for (;;) {
-		if (r->busy)
-			blk_io_complete(io, r);
+		if (w->busy)
+			blk_io_complete(io, w);
 		if (io->stopping)
 			break;
-		if (look && blk_io_pop(io, r)) {
+		if (look && blk_io_pop(io, w)) {
 			pthread_mutex_unlock(lock);
-			r->written = io->serve(io->opaque, r);
+			io->serve(io->opaque, w);
 			pthread_mutex_lock(lock);
 			continue;
 		}
@@ -157,24 +183,24 @@ static void *blk_io_worker(void *arg)
 static bool older_write(const struct blk_io *io, uint64_t seq)
 {
 	for (unsigned i = 0; i < io->nr_workers; i++) {
-		const struct blk_io_req *r = &io->reqs[i];
+		const struct blk_io_worker *w = &io->workers[i];
 
-		if (r->busy && r->writing && r->seq < seq)
+		if (w->busy && w->writing && w->seq < seq)
 			return true;
 	}
 	return false;
 }
 
 /* fdatasync only covers writes that have reached the file, and one popped
- * before this FLUSH may still be running on another worker. Writes wait
- * for nothing, so these waits cannot form a cycle. */
-void blk_io_flush_wait(struct blk_io *io, const struct blk_io_req *req)
+ * before this FLUSH may still be running on another worker. A FLUSH is
+ * never merged, and writes wait for nothing: these waits cannot cycle. */
+void blk_io_flush_wait(struct blk_io *io, const struct blk_io_worker *w)
 {
 	pthread_mutex_t *lock = &io->dev->lock;
 
 	pthread_mutex_lock(lock);
 	io->flush_waiters++;
-	while (older_write(io, req->seq))
+	while (older_write(io, w->seq))
 		pthread_cond_wait(&io->io_idle, lock);
 	io->flush_waiters--;
 	pthread_mutex_unlock(lock);
@@ -209,17 +235,18 @@ int blk_io_init(struct blk_io *io)
 }
 
 int blk_io_start(struct blk_io *io, struct virtio_device *d, blk_io_serve_fn *serve,
-		 void *opaque)
+		 blk_io_merge_fn *merge, void *opaque)
 {
 	io->dev = d;
 	io->serve = serve;
+	io->merge = merge;
 	io->opaque = opaque;
 	for (unsigned i = 0; i < BLK_IO_WORKERS; i++) {
-		struct blk_io_req *r = &io->reqs[i];
+		struct blk_io_worker *w = &io->workers[i];
 		int err;
 
-		r->io = io;
-		err = pthread_create(&r->thread, NULL, blk_io_worker, r);
+		w->io = io;
+		err = pthread_create(&w->thread, NULL, blk_io_worker, w);
 		if (err)
 			return err;
 		pthread_mutex_lock(&d->lock);
@@ -239,7 +266,7 @@ void blk_io_destroy(struct blk_io *io)
 		pthread_mutex_unlock(&io->dev->lock);
 		eventfd_write(io->stop_fd, 1);
 		for (unsigned i = 0; i < io->nr_workers; i++)
-			pthread_join(io->reqs[i].thread, NULL);
+			pthread_join(io->workers[i].thread, NULL);
 	}
 	if (io->stop_fd >= 0)
 		close(io->stop_fd);

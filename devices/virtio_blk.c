@@ -142,19 +142,13 @@ static bool blk_range_ok(const struct blk *b, uint64_t sector, uint64_t len)
 	return len <= b->size - off;
 }
 
-static uint8_t blk_rw(struct blk *b, const struct vq_elem *e, uint64_t sector, bool read,
-		      uint32_t *written)
+/* Move len bytes between the image at off and iov[0..n), which it uses up;
+ * a short transfer goes on where it stopped. */
+static bool blk_xfer(struct blk *b, struct iovec *iov, unsigned n, off_t off, uint64_t len,
+		     bool read)
 {
-	struct iovec iov[VQ_MAX_SG];
-	unsigned n;
-	uint64_t len, done = 0;
-	off_t off = (off_t)(sector << SECTOR_SHIFT);
+	uint64_t done = 0;
 
-	blk_data_iov(e, read, iov, &n, &len);
-	if (!blk_range_ok(b, sector, len))
-		return VIRTIO_BLK_S_IOERR;
-	if (!read && b->cfg.readonly)
-		return VIRTIO_BLK_S_IOERR;
 	while (done < len) {
 		ssize_t r = read ? preadv(b->fd, iov, (int)n, off) : pwritev(b->fd, iov, (int)n, off);
 		size_t adv;
@@ -162,20 +156,37 @@ static uint8_t blk_rw(struct blk *b, const struct vq_elem *e, uint64_t sector, b
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
-			return VIRTIO_BLK_S_IOERR;
-		/* Short transfer: advance the iovecs and go on. */
+			return false;
 		done += (uint64_t)r;
 		off += r;
 		adv = (size_t)r;
-		while (n && adv >= iov[0].iov_len) {
-			adv -= iov[0].iov_len;
-			memmove(iov, iov + 1, --n * sizeof(iov[0]));
+		while (n && adv >= iov->iov_len) {
+			adv -= iov->iov_len;
+			iov++;
+			n--;
 		}
 		if (n) {
-			iov[0].iov_base = (uint8_t *)iov[0].iov_base + adv;
-			iov[0].iov_len -= adv;
+			iov->iov_base = (uint8_t *)iov->iov_base + adv;
+			iov->iov_len -= adv;
 		}
 	}
+	return true;
+}
+
+static uint8_t blk_rw(struct blk *b, const struct vq_elem *e, uint64_t sector, bool read,
+		      uint32_t *written)
+{
+	struct iovec iov[VQ_MAX_SG];
+	unsigned n;
+	uint64_t len;
+
+	blk_data_iov(e, read, iov, &n, &len);
+	if (!blk_range_ok(b, sector, len))
+		return VIRTIO_BLK_S_IOERR;
+	if (!read && b->cfg.readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (!blk_xfer(b, iov, n, (off_t)(sector << SECTOR_SHIFT), len, read))
+		return VIRTIO_BLK_S_IOERR;
 	if (read)
 		*written = (uint32_t)len;
 	return VIRTIO_BLK_S_OK;
@@ -215,10 +226,9 @@ static uint8_t blk_get_id(struct blk *b, const struct vq_elem *e, uint32_t *writ
 	return VIRTIO_BLK_S_OK;
 }
 
-/* blk_io_serve_fn: serve one request popped by a worker. */
-static uint32_t blk_serve(void *opaque, struct blk_io_req *r)
+/* Serve one request; returns the bytes written into its "in" buffers. */
+static uint32_t blk_serve_one(struct blk *b, struct blk_io_worker *w, struct blk_io_req *r)
 {
-	struct blk *b = opaque;
 	struct vq_elem *e = &r->elem;
 	uint32_t written = 0;
 	uint8_t status;
@@ -233,7 +243,7 @@ static uint32_t blk_serve(void *opaque, struct blk_io_req *r)
 		status = blk_rw(b, e, r->hdr.sector, r->hdr.type == VIRTIO_BLK_T_IN, &written);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		blk_io_flush_wait(&b->io, r);
+		blk_io_flush_wait(&b->io, w);
 		status = fdatasync(b->fd) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 		break;
 	case VIRTIO_BLK_T_GET_ID:
@@ -249,6 +259,74 @@ static uint32_t blk_serve(void *opaque, struct blk_io_req *r)
 	}
 	iov_from_buf(e->in, e->n_in, e->in_len - 1, &status, 1);
 	return written + 1;
+}
+
+static uint64_t blk_rw_len(const struct blk_io_req *r)
+{
+	return r->hdr.type == VIRTIO_BLK_T_IN ? r->elem.in_len - 1 :
+						r->elem.out_len - sizeof(r->hdr);
+}
+
+/* Would blk_rw() accept this read or write as it is? */
+static bool blk_rw_valid(const struct blk *b, const struct blk_io_req *r)
+{
+	return r->elem.out_len >= sizeof(r->hdr) && r->elem.in_len >= 1 &&
+	       blk_range_ok(b, r->hdr.sector, blk_rw_len(r)) &&
+	       (r->hdr.type == VIRTIO_BLK_T_IN || !b->cfg.readonly);
+}
+
+/* blk_io_merge_fn: valid reads (or writes) of consecutive sectors, with at
+ * most IOV_MAX segments in all, make one preadv (pwritev). */
+static bool blk_merge(void *opaque, const struct blk_io_worker *w, const struct blk_io_req *next)
+{
+	const struct blk *b = opaque;
+	const struct blk_io_req *last = &w->reqs[w->n - 1];
+	unsigned segs = next->elem.n_in + next->elem.n_out;
+
+	if (next->hdr.type != last->hdr.type || !blk_rw_valid(b, next) ||
+	    (w->n == 1 && !blk_rw_valid(b, last)) ||
+	    next->hdr.sector != last->hdr.sector + (blk_rw_len(last) >> SECTOR_SHIFT))
+		return false;
+	for (unsigned i = 0; i < w->n; i++)
+		segs += w->reqs[i].elem.n_in + w->reqs[i].elem.n_out;
+	return segs <= IOV_MAX;
+}
+
+/* A merged run in one transfer. False if that failed: then each request is
+ * served again on its own, to get its own status. */
+static bool blk_serve_run(struct blk *b, struct blk_io_worker *w)
+{
+	struct iovec iov[IOV_MAX];
+	bool read = w->reqs[0].hdr.type == VIRTIO_BLK_T_IN;
+	uint8_t ok = VIRTIO_BLK_S_OK;
+	uint64_t total = 0, len;
+	unsigned n = 0, k;
+
+	for (unsigned i = 0; i < w->n; i++) {
+		blk_data_iov(&w->reqs[i].elem, read, iov + n, &k, &len);
+		n += k;
+		total += len;
+	}
+	if (!blk_xfer(b, iov, n, (off_t)(w->reqs[0].hdr.sector << SECTOR_SHIFT), total, read))
+		return false;
+	for (unsigned i = 0; i < w->n; i++) {
+		struct vq_elem *e = &w->reqs[i].elem;
+
+		iov_from_buf(e->in, e->n_in, e->in_len - 1, &ok, 1);
+		w->reqs[i].written = (read ? (uint32_t)(e->in_len - 1) : 0) + 1;
+	}
+	return true;
+}
+
+/* blk_io_serve_fn */
+static void blk_serve(void *opaque, struct blk_io_worker *w)
+{
+	struct blk *b = opaque;
+
+	if (w->n > 1 && blk_serve_run(b, w))
+		return;
+	for (unsigned i = 0; i < w->n; i++)
+		w->reqs[i].written = blk_serve_one(b, w, &w->reqs[i]);
 }
 
 static void blk_reset(struct virtio_device *d)
@@ -400,7 +478,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	b->dev = virtio_mmio_create(vm, &b->ops, b);
 	if (!b->dev)
 		return -1;
-	err = blk_io_start(&b->io, b->dev, blk_serve, b);
+	err = blk_io_start(&b->io, b->dev, blk_serve, blk_merge, b);
 	if (err) {
 		/* The device is registered: destroying it joins those started. */
 		pr_err("--disk %s: cannot start the I/O threads: %s", b->path, strerror(err));

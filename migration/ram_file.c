@@ -101,8 +101,9 @@ static int write_run(int fd, const uint8_t *src, uint64_t len, uint64_t off, str
 }
 
 /* One data extent [pos, end) of a region: write its non-zero pages in runs. */
+/* page_crc[0] is the CRC slot of page `first` of the region. */
 static int write_extent(int fd, uint64_t base, const struct mem_region *r, uint64_t pos,
-			uint64_t end, uint32_t *page_crc, struct ram_stats *st)
+			uint64_t end, uint32_t *page_crc, uint64_t first, struct ram_stats *st)
 {
 	uint64_t run = pos, p;
 
@@ -110,7 +111,7 @@ static int write_extent(int fd, uint64_t base, const struct mem_region *r, uint6
 		const uint8_t *page = r->hva + p;
 
 		if (!page_is_zero(page)) {
-			page_crc[p / PAGE] = crc32c(0, page, PAGE);
+			page_crc[p / PAGE - first] = crc32c(0, page, PAGE);
 			st->pages_present++;
 			continue;
 		}
@@ -135,7 +136,7 @@ static int write_region(int fd, uint64_t base, const struct mem_region *r, uint3
 		return -1;
 	/* Mapped from a snapshot: the memfd knows nothing; look at every page. */
 	if (r->file_backed) {
-		ret = write_extent(fd, base, r, 0, r->size, page_crc, st);
+		ret = write_extent(fd, base, r, 0, r->size, page_crc, 0, st);
 		pos = r->size;
 		if (ret < 0)
 			goto out;
@@ -151,7 +152,7 @@ static int write_region(int fd, uint64_t base, const struct mem_region *r, uint3
 			goto out;
 		}
 		st->pages_zero += ((uint64_t)data - pos) / PAGE;
-		if (write_extent(fd, base, r, (uint64_t)data, (uint64_t)hole, page_crc, st) < 0)
+		if (write_extent(fd, base, r, (uint64_t)data, (uint64_t)hole, page_crc, 0, st) < 0)
 			goto out;
 		pos = (uint64_t)hole;
 	}
@@ -323,4 +324,98 @@ uint64_t ram_file_pages_present(int fd, uint64_t ram_offset, uint64_t ram_length
 		pos = (uint64_t)hole;
 	}
 	return n;
+}
+
+/* ---- live saves: rewrite what the guest dirtied, in place ---- */
+
+/* Pages [p, p + n) of region r, which all have the same zero-ness. */
+static int write_dirty_run(int fd, uint64_t base, const struct mem_region *r, uint64_t p,
+			   uint64_t n, bool zero, struct ram_stats *st)
+{
+	if (!zero)
+		return write_run(fd, r->hva + p * PAGE, n * PAGE, base + p * PAGE, st);
+	/* A page that became zero becomes a hole again: the file never grows
+	 * past RAM plus state, whatever the guest does. */
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(base + p * PAGE),
+		      (off_t)(n * PAGE)) < 0 && errno != EOPNOTSUPP) {
+		pr_err("punching a hole in the snapshot: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int ram_file_write_dirty(int fd, uint64_t ram_offset, const struct guest_mem *mem,
+			 uint64_t **bits, uint64_t *chunk_dirty, struct ram_stats *st)
+{
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		uint64_t off = ram_region_offset(mem, i), pages = r->size / PAGE;
+		uint64_t start = 0, n = 0;
+		bool zero = false;
+
+		for (uint64_t p = 0; p <= pages; p++) {
+			bool set = p < pages && (bits[i][p / 64] >> (p % 64)) & 1;
+			bool z = set && page_is_zero(r->hva + p * PAGE);
+			uint64_t chunk = (off + p * PAGE) / RAM_CHUNK;
+
+			if (set)        /* every page: a run may span chunks */
+				chunk_dirty[chunk / 64] |= 1ULL << (chunk % 64);
+			if (set && n && p == start + n && z == zero && n < 4096) {
+				n++;
+				continue;
+			}
+			if (n && write_dirty_run(fd, ram_offset + off, r, start, n, zero, st) < 0)
+				return -1;
+			n = 0;
+			if (!set)
+				continue;
+			start = p;
+			n = 1;
+			zero = z;
+		}
+		memset(bits[i], 0, ((pages + 63) / 64) * sizeof(uint64_t));
+	}
+	return 0;
+}
+
+/* The CRC of chunk c of region r, from memory (untouched pages not read). */
+static uint32_t chunk_crc_from_mem(const struct mem_region *r, uint64_t c)
+{
+	uint64_t per = RAM_CHUNK / PAGE, first = c * per, n = per, pos;
+	uint32_t page_crc[RAM_CHUNK / PAGE];
+	struct ram_stats st = { 0 };
+
+	if (first + n > r->size / PAGE)
+		n = r->size / PAGE - first;
+	for (uint64_t i = 0; i < n; i++)
+		page_crc[i] = zero_page_crc();
+	pos = first * PAGE;
+	while (pos < (first + n) * PAGE) {
+		off_t d = r->file_backed ? (off_t)pos : lseek(r->memfd, (off_t)pos, SEEK_DATA);
+		off_t h = r->file_backed ? (off_t)((first + n) * PAGE) :
+			  d < 0 ? -1 : lseek(r->memfd, d, SEEK_HOLE);
+		uint64_t end;
+
+		if (d < 0 || h < 0 || (uint64_t)d >= (first + n) * PAGE)
+			break;
+		end = (uint64_t)h < (first + n) * PAGE ? (uint64_t)h : (first + n) * PAGE;
+		/* fd -1: checksums only. */
+		write_extent(-1, 0, r, (uint64_t)d, end, page_crc, first, &st);
+		pos = end;
+	}
+	return crc32c(0, page_crc, n * sizeof(uint32_t));
+}
+
+void ram_file_update_crcs(const struct guest_mem *mem, const uint64_t *chunk_dirty,
+			  uint32_t *crcs)
+{
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		uint64_t first = ram_region_offset(mem, i) / RAM_CHUNK;
+		uint64_t nchunks = (r->size + RAM_CHUNK - 1) / RAM_CHUNK;
+
+		for (uint64_t c = 0; c < nchunks; c++)
+			if ((chunk_dirty[(first + c) / 64] >> ((first + c) % 64)) & 1)
+				crcs[first + c] = chunk_crc_from_mem(r, c);
+	}
 }

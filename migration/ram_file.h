@@ -38,6 +38,15 @@ uint64_t ram_region_offset(const struct guest_mem *mem, unsigned i);
 int ram_file_write(int fd, uint64_t ram_offset, const struct guest_mem *mem, uint32_t *crcs,
 		   struct ram_stats *st);
 
+/* Live saves: write the pages set in bits[region] (clearing them) at their
+ * fixed offsets, punching holes for pages that became zero, and mark their
+ * chunks in chunk_dirty (one bit per chunk). */
+int ram_file_write_dirty(int fd, uint64_t ram_offset, const struct guest_mem *mem,
+			 uint64_t **bits, uint64_t *chunk_dirty, struct ram_stats *st);
+/* With the VM paused: recompute the CRCs of the chunks marked dirty. */
+void ram_file_update_crcs(const struct guest_mem *mem, const uint64_t *chunk_dirty,
+			  uint32_t *crcs);
+
 /* The same chunk CRCs from guest memory alone, writing nothing: the RAM
  * digest tests compare between source and destination. */
 int ram_compute_crcs(const struct guest_mem *mem, uint32_t *crcs, struct ram_stats *st);

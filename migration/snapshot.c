@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * Save order: pause and quiesce, write the RAM area (fixed offsets, holes
- * for zero pages), then machine description, RAM index, state and end
- * records after it, and the header last, at offset 0, pointing at them.
- * Only a file whose header was written and that was renamed into place is
- * a snapshot.
- */
-#include <errno.h>
+ * Save order: with the guest running and dirty logging on, the whole RAM
+ * area (fixed offsets, holes for zero pages), then rounds rewriting what
+ * the guest dirtied in place (a page that became zero gets its hole back);
+ * then pause and quiesce, the last dirty pages, fresh CRCs for the chunks
+ * that changed, the records after the RAM area, and the header last, at
+ * offset 0, pointing at them. Only a file whose header was written and
+ * that was renamed into place is a snapshot.
+ */#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "migration/crc32c.h"
+#include "migration/dirty.h"
 #include "migration/machine.h"
 #include "migration/migration.h"
 #include "migration/ram_file.h"
@@ -110,40 +112,127 @@ static int direct_fd(const char *tmp, int fd)
 	return dfd >= 0 ? dfd : dup(fd);
 }
 
-/* With the VM frozen: RAM, records, header, sync. */
-static int save_frozen(struct migration *m, int fd, int ram_fd)
+#define LIVE_MAX_ROUNDS   8
+#define LIVE_SMALL_ENOUGH (16ULL << 20)        /* final pass this small: stop */
+
+struct live_save {
+	struct migration *m;
+	int fd, ram_fd;
+	uint64_t nchunks;
+	uint32_t *crcs;
+	uint64_t *chunk_dirty;
+	uint64_t *bits[GUEST_MEM_MAX_REGIONS];
+	struct ram_stats rs;
+};
+
+static uint64_t take_dirty(struct live_save *ls)
+{
+	struct vm *vm = ls->m->vm;
+	uint64_t n = 0;
+
+	if (dirty_harvest(vm) < 0)
+		return UINT64_MAX;
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
+		n += dirty_take(vm, i, ls->bits[i]);
+	return n;
+}
+
+/*
+ * Guest running: the whole RAM once, then rounds of what it dirtied,
+ * rewritten in place at the same fixed offsets, until the rest is small.
+ */
+static int save_running(struct live_save *ls)
+{
+	struct vm *vm = ls->m->vm;
+
+	if (dirty_log_start(vm) < 0 || take_dirty(ls) == UINT64_MAX)
+		return -1;
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++)       /* logged before the start */
+		memset(ls->bits[i], 0, (vm->mem.regions[i].size / 4096 + 63) / 64 * 8);
+	migration_set_status(ls->m, MIG_ACTIVE);
+	if (ram_file_write(ls->ram_fd, RAM_FILE_OFFSET, &vm->mem, ls->crcs, &ls->rs) < 0)
+		return -1;
+	for (unsigned round = 0; round < LIVE_MAX_ROUNDS; round++) {
+		uint64_t n = take_dirty(ls);
+
+		if (n == UINT64_MAX || migration_cancelled(ls->m))
+			return -1;
+		pthread_mutex_lock(&ls->m->stats_lock);
+		ls->m->stats.rounds++;
+		ls->m->stats.pages_dirty_resent += n;
+		pthread_mutex_unlock(&ls->m->stats_lock);
+		if (n * 4096 <= LIVE_SMALL_ENOUGH)
+			break;  /* the bits stay set: the frozen pass writes them */
+		if (ram_file_write_dirty(ls->ram_fd, RAM_FILE_OFFSET, &vm->mem, ls->bits,
+					 ls->chunk_dirty, &ls->rs) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Guest frozen: the last dirty pages, fresh CRCs, records, header, sync. */
+static int save_frozen(struct live_save *ls)
+{
+	struct migration *m = ls->m;
+	struct vm *vm = m->vm;
+	uint64_t ram_len = ls->nchunks * RAM_CHUNK, meta_off = RAM_FILE_OFFSET + ram_len, meta_len;
+
+	if (take_dirty(ls) == UINT64_MAX ||
+	    ram_file_write_dirty(ls->ram_fd, RAM_FILE_OFFSET, &vm->mem, ls->bits, ls->chunk_dirty,
+				 &ls->rs) < 0)
+		return -1;
+	ram_file_update_crcs(&vm->mem, ls->chunk_dirty, ls->crcs);
+	/* What the file holds now, as a reader will count it. */
+	ls->rs.pages_present = ram_file_pages_present(ls->fd, RAM_FILE_OFFSET, ram_len);
+	ls->rs.pages_zero = vm->mem.ram_size / 4096 - ls->rs.pages_present;
+	if (migration_cancelled(m) ||
+	    write_meta(m, ls->fd, meta_off, ls->crcs, ls->nchunks, &ls->rs, &meta_len) < 0 ||
+	    write_header(ls->fd, m->uri, ram_len, meta_off, meta_len) < 0)
+		return -1;
+	if (fdatasync(ls->fd) < 0) {
+		pr_err("%s: sync failed: %s", m->uri, strerror(errno));
+		return -1;
+	}
+	stats_update(m, &ls->rs, meta_off + meta_len);
+	/* The same digest query-ram-digest gives: tests compare the two. */
+	m->ram_digest = crc32c(0, ls->crcs, ls->nchunks * 4);
+	m->has_digest = true;
+	return 0;
+}
+
+static int live_save_init(struct live_save *ls, struct migration *m, int fd, int ram_fd)
 {
 	struct vm *vm = m->vm;
-	uint64_t nchunks = ram_nr_chunks(&vm->mem);
-	uint64_t ram_len = nchunks * RAM_CHUNK, meta_off = RAM_FILE_OFFSET + ram_len, meta_len;
-	uint32_t *crcs = calloc(nchunks, sizeof(uint32_t));
-	struct ram_stats rs;
-	int ret = -1;
 
-	if (!crcs)
-		return -1;
-	if (ram_file_write(ram_fd, RAM_FILE_OFFSET, &vm->mem, crcs, &rs) < 0 || migration_cancelled(m) ||
-	    write_meta(m, fd, meta_off, crcs, nchunks, &rs, &meta_len) < 0 ||
-	    write_header(fd, m->uri, ram_len, meta_off, meta_len) < 0)
-		goto out;
-	if (fdatasync(fd) < 0) {
-		pr_err("%s: sync failed: %s", m->uri, strerror(errno));
-		goto out;
-	}
-	stats_update(m, &rs, meta_off + meta_len);
-	/* The same digest query-ram-digest gives: tests compare the two. */
-	m->ram_digest = crc32c(0, crcs, nchunks * 4);
-	m->has_digest = true;
-	ret = 0;
-out:
-	free(crcs);
-	return ret;
+	memset(ls, 0, sizeof(*ls));
+	ls->m = m;
+	ls->fd = fd;
+	ls->ram_fd = ram_fd;
+	ls->nchunks = ram_nr_chunks(&vm->mem);
+	ls->crcs = calloc(ls->nchunks, sizeof(uint32_t));
+	ls->chunk_dirty = calloc(ls->nchunks / 64 + 1, sizeof(uint64_t));
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
+		ls->bits[i] = calloc((vm->mem.regions[i].size / 4096 + 63) / 64, sizeof(uint64_t));
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
+		if (!ls->bits[i])
+			return -1;
+	return ls->crcs && ls->chunk_dirty ? 0 : -1;
+}
+
+static void live_save_free(struct live_save *ls)
+{
+	free(ls->crcs);
+	free(ls->chunk_dirty);
+	for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++)
+		free(ls->bits[i]);
 }
 
 int snapshot_save(struct migration *m, const char *path)
 {
 	char tmp[PATH_MAX];
+	struct live_save ls = { 0 };
 	uint64_t t0;
+	bool frozen = false, ok = false;
 	int fd, ram_fd, ret = -1;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof(tmp)) {
@@ -156,11 +245,18 @@ int snapshot_save(struct migration *m, const char *path)
 		return -1;
 	}
 	ram_fd = direct_fd(tmp, fd);
-	migration_set_status(m, MIG_DEVICE);
-	t0 = now_ns();
-	vmstate_freeze(m->vm);
-	m->stats.setup_time_ms = (now_ns() - t0) / 1000000;
-	if (ram_fd >= 0 && save_frozen(m, fd, ram_fd) == 0 && !migration_cancelled(m)) {
+	m->stats.setup_time_ms = (now_ns() - m->start_ns) / 1000000;
+	t0 = 0;
+	if (ram_fd >= 0 && live_save_init(&ls, m, fd, ram_fd) == 0 && save_running(&ls) == 0) {
+		migration_set_status(m, MIG_DEVICE);
+		t0 = now_ns();
+		vmstate_freeze(m->vm);
+		frozen = true;
+		ok = save_frozen(&ls) == 0 && !migration_cancelled(m);
+	}
+	live_save_free(&ls);
+	dirty_log_stop(m->vm);
+	if (ok) {
 		if (rename(tmp, path) == 0) {
 			fsync_dir_of(path);
 			ret = 0;
@@ -177,11 +273,11 @@ int snapshot_save(struct migration *m, const char *path)
 	if (ram_fd >= 0)
 		close(ram_fd);
 	pthread_mutex_lock(&m->stats_lock);
-	m->stats.downtime_ms = (now_ns() - t0) / 1000000;
+	m->stats.downtime_ms = t0 ? (now_ns() - t0) / 1000000 : 0;
 	pthread_mutex_unlock(&m->stats_lock);
 	/* A checkpoint or a failure: the guest goes on. A move keeps it frozen
 	 * until the main thread stops the VM. */
-	if (ret < 0 || m->checkpoint)
+	if (frozen && (ret < 0 || m->checkpoint))
 		vmstate_thaw(m->vm);
 	return ret;
 }

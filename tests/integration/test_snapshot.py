@@ -399,3 +399,27 @@ def test_disk_before_and_after(guest_factory, tmp_path):
     with open(img, "rb") as f:
         f.seek(200 * 512)
         assert f.read(8 * 512) == blk_pattern(200, 8, 9)
+
+
+def test_live_save_of_full_speed_dirtying_guest(guest_factory, tmp_path):
+    """The guest keeps running (and dirtying at full speed) while RAM is
+    written; pages are rewritten in place, so the file stays within RAM
+    plus state, and the restored guest's own verify passes."""
+    g, sock = start_guest(guest_factory, tmp_path, cpus=2, memory="256M")
+    g.command("fill 128M", r"^FILL done")
+    g.command("dirty 128M 0", r"^DIRTY started")
+    data, info, _ = save(sock, f"file:{tmp_path / 'live'}", checkpoint=True)
+    assert data["status"] == "completed"
+    assert info["ram"]["dirty-sync-count"] >= 1, info      # it saved live, in rounds
+    snap = tmp_path / "live"
+    assert snap.stat().st_blocks * 512 <= (256 << 20) + (4 << 20)
+    start = len(g.lines)
+    g.wait_for(HB, timeout=5, start=start)                # the source runs on (checkpoint)
+    d, _ = restore(snap, tmp_path)
+    try:
+        d.send("verify\n")
+        m, _ = d.wait_for(r"^VERIFY (PASS|FAIL)", timeout=60)
+        assert m.group(1) == "PASS", d.tail()
+    finally:
+        d.kill()
+    assert g.poweroff() == 0
