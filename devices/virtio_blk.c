@@ -371,6 +371,39 @@ static int blk_load(struct virtio_device *d, const struct state_reader *r)
 	return 0;
 }
 
+/* Live migration, after READY: drop the image (and its lock) so the
+ * destination can take it. The workers are quiesced; /dev/null keeps the
+ * fd number from being reused under them. */
+static void blk_release(struct virtio_device *d)
+{
+	struct blk *b = d->priv;
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (null >= 0 && b->fd >= 0) {
+		dup3(null, b->fd, O_CLOEXEC);
+		close(null);
+	}
+}
+
+static int blk_open(struct blk *b);
+
+/* Incoming live migration, after GO: open and lock the image now. */
+static int blk_attach(struct virtio_device *d)
+{
+	struct blk *b = d->priv;
+	uint64_t want = b->size;
+
+	if (b->fd >= 0)
+		return 0;
+	if (blk_open(b) < 0)
+		return -1;
+	if (b->size != want) {
+		pr_err("--disk %s: the image changed size during the migration", b->path);
+		return -1;
+	}
+	return 0;
+}
+
 static void blk_config_read(struct virtio_device *d, uint32_t off, uint8_t *data, unsigned len)
 {
 	struct blk *b = d->priv;
@@ -412,6 +445,8 @@ static const struct virtio_device_ops blk_ops = {
 	.state_version = 1,
 	.save = blk_save,
 	.load = blk_load,
+	.release = blk_release,
+	.attach = blk_attach,
 };
 
 
@@ -436,6 +471,26 @@ static int blk_open(struct blk *b)
 	}
 	b->size = (uint64_t)(S_ISBLK(st.st_mode) ? lseek(b->fd, 0, SEEK_END) : st.st_size);
 	b->size &= ~511ULL;
+	return 0;
+}
+
+static int blk_stat(struct blk *b)
+{
+	struct stat st;
+
+	errno = 0;
+	if (stat(b->path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		pr_err("--disk %s: %s", b->path, errno ? strerror(errno) : "not a regular file");
+		return -1;
+	}
+	if (S_ISBLK(st.st_mode)) {      /* the size needs an open; no lock yet */
+		int fd = open(b->path, O_RDONLY | O_CLOEXEC);
+
+		st.st_size = fd < 0 ? 0 : lseek(fd, 0, SEEK_END);
+		if (fd >= 0)
+			close(fd);
+	}
+	b->size = (uint64_t)st.st_size & ~511ULL;
 	return 0;
 }
 
@@ -466,7 +521,10 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	snprintf(b->path, sizeof(b->path), "%s", cfg->path);
 	b->cfg.path = b->path;
 	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial ? cfg->serial : "");
-	if (blk_io_init(&b->io) < 0 || blk_open(b) < 0) {
+	/* An incoming live migration takes the image (and its lock) only
+	 * after GO; until then just check it is there, and its size. */
+	if (blk_io_init(&b->io) < 0 ||
+	    (vm->cfg.defer_backends ? blk_stat(b) : blk_open(b)) < 0) {
 		blk_destroy(&(struct virtio_device){ .priv = b });
 		return -1;
 	}

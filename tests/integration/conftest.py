@@ -103,6 +103,13 @@ class Proc:
         self.proc.stdin.write(text.encode())
         self.proc.stdin.flush()
 
+    def command(self, cmd, pattern, timeout=30.0):
+        """Type a console command; the first matching line after it."""
+        start = len(self.lines)
+        self.send(cmd + "\n")
+        m, _ = self.wait_for(pattern, timeout, start=start)
+        return m
+
     def wait_exit(self, timeout=10.0):
         try:
             rc = self.proc.wait(timeout)
@@ -129,12 +136,6 @@ class Guest(Proc):
     def ready(self, timeout=10.0):
         m, _ = self.wait_for(r"^READY cpus=(\d+) mem=(\d+)", timeout)
         return int(m.group(1)), int(m.group(2))
-
-    def command(self, cmd, pattern, timeout=30.0):
-        start = len(self.lines)
-        self.send(cmd + "\n")
-        m, _ = self.wait_for(pattern, timeout, start=start)
-        return m
 
     def poweroff(self, timeout=10.0):
         self.send("poweroff\n")

@@ -243,3 +243,50 @@ def test_bad_uri_and_second_migrate(guest_factory, tmp_path):
     assert r.returncode == 1 and "connect" in r.stderr
     assert_source_running(src, ssock)
     assert src.poweroff() == 0
+
+
+def test_disk_and_net_change_hands(tmp_path):
+    """A guest with a disk and a NIC moves; the destination, in the same
+    network namespace, takes over the same tap name after GO and the image
+    lock after the source drops it. The host pings the guest before and
+    after, and a stream of UDP to the guest's sink goes on."""
+    from test_virtio import NetNS, blk_pattern, ping, udp_to_sink, net_stats
+    ns = NetNS(1)
+    img = tmp_path / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    tap = ns.taps[0]
+    ssock, dsock = str(tmp_path / "s.sock"), str(tmp_path / "d.sock")
+    src = Proc(["ip", "netns", "exec", ns.name, MINIVMM, "--kernel", GUEST, "--cpus", "2",
+                "--memory", "256M", "--cmdline", "hb=50 ip=10.0.2.15", "--api-sock", ssock,
+                "--disk", str(img), "--net", f"tap={tap},mac=52:54:00:00:00:01"])
+    dst = None
+    try:
+        src.wait_for(r"^READY ", timeout=10)
+        src.send("blk write 0 100 32 7\n")
+        src.wait_for(r"^BLK write ok$", timeout=20)
+        ping(ns.name, "10.0.2.15")
+        sent1, _, _ = udp_to_sink(ns.name, ns.host_ip(), "10.0.2.15", 1 << 20)
+        dst = Proc(["ip", "netns", "exec", ns.name, MINIVMM, "--incoming", "tcp:127.0.0.1:0",
+                    "--api-sock", dsock, "--disk", str(img), "--net", f"tap={tap}"])
+        m, _ = dst.wait_for(LISTEN, timeout=10)
+        r = run_minivmm(["--api-sock", ssock, "--migrate", m.group(1)], timeout=120)
+        assert r.returncode == 0, r.stderr
+        check_moved(src, dst)
+        ping(ns.name, "10.0.2.15")                       # the same tap, now the destination's
+        sent2, _, _ = udp_to_sink(ns.name, ns.host_ip(), "10.0.2.15", 1 << 20)
+        sink_bytes, _, _ = net_stats(dst)
+        assert sink_bytes == sent1 + sent2               # the sink's count came along too
+        dst.send("blk verify 0 100 32 7\n")
+        m, _ = dst.wait_for(r"^BLK verify (\w+)", timeout=20)
+        assert m.group(1) == "PASS", dst.tail()
+        dst.send("blk write 0 300 8 9\n")
+        dst.wait_for(r"^BLK write ok$", timeout=20)
+        with open(img, "rb") as f:
+            f.seek(300 * 512)
+            assert f.read(8 * 512) == blk_pattern(300, 8, 9)
+    finally:
+        src.kill()
+        if dst:
+            dst.kill()
+        ns.close()
