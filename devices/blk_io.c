@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
  * A few workers share a disk's queue, so that independent requests overlap
- * (a buffered write blocked on page-cache writeback or a FLUSH in fdatasync
- * no longer holds up the requests behind it). Blocking I/O never runs on
- * the event loop. A worker pops one request under the transport lock, does
- * the I/O straight into guest memory without the lock, then pushes the
- * result under the lock and pops the next; used entries may therefore leave
- * in another order than they came, which virtio allows.
+ * (a FLUSH in fdatasync, or a large read, no longer holds up the requests
+ * behind it). Blocking I/O never runs on the event loop. A worker pops a
+ * request under the transport lock, with the reads or writes right behind
+ * it that continue it (served as one preadv/pwritev, as QEMU merges them:
+ * buffered writes to one file serialise on its inode lock anyway, so for
+ * sequential writes fewer, larger syscalls are what helps). It does the I/O
+ * straight into guest memory without the lock, then pushes the results
+ * under the lock and pops again; used entries may therefore leave in
+ * another order than they came, which virtio allows.
  *
  * One idle worker at a time (the "poller") sleeps on the queue's notify
  * eventfd; the others sleep on a condition, so a kick wakes one thread,

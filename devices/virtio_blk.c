@@ -372,12 +372,14 @@ static int blk_load(struct virtio_device *d, const struct state_reader *r)
 }
 
 /* Live migration, after READY: drop the image (and its lock) so the
- * destination can take it. The workers are quiesced; /dev/null keeps the
- * fd number from being reused under them. */
+ * destination can take it. The workers are quiesced; a read-only /dev/null
+ * keeps the fd number from being reused under them and makes any later
+ * request (a user `cont` after an unconfirmed GO) fail with an I/O error
+ * instead of silently going nowhere. */
 static void blk_release(struct virtio_device *d)
 {
 	struct blk *b = d->priv;
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	if (null >= 0 && b->fd >= 0) {
 		dup3(null, b->fd, O_CLOEXEC);

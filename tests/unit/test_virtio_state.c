@@ -134,12 +134,14 @@ START_TEST(blk_round_trip_and_mismatch)
 	h_fini(&A);                     /* the lock moves with the "migration" */
 	blk_on(&B, true);
 	ck_assert_int_eq(load_all(&B, blob, len), 0);
-	virtio_mmio_resume(B.d);
-	ck_assert_uint_eq(h_rd(&B, R_STATUS), h_rd(&B, R_STATUS) | VIRTIO_STATUS_DRIVER_OK);
+	/* B's RAM is not A's: give it A's avail index before resume kicks the
+	 * device, as restoring RAM first would. */
 	B.qsize = 32;
 	B.next_desc = 3;
 	B.avail_idx = 1;
 	h_post(&B, req, 3);
+	virtio_mmio_resume(B.d);
+	ck_assert_uint_eq(h_rd(&B, R_STATUS), h_rd(&B, R_STATUS) | VIRTIO_STATUS_DRIVER_OK);
 	ck_assert(h_kick_wait(&B, 0, 2));
 	h_fini(&B);
 	/* The same state against a writable image of the same size: refused. */
