@@ -49,16 +49,6 @@ struct sender {
 	uint32_t phase;                         /* RAM_PHASE_*: record flags */
 };
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < PAGE / 8; i += 4)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
-			return false;
-	return true;
-}
-
 static void rate_limit(struct sender *s, uint64_t bytes)
 {
 	uint64_t bw = s->m->max_bandwidth, due_ns;
@@ -110,7 +100,7 @@ static int send_page(struct sender *s, uint64_t gpa, const uint8_t *p)
 		return -1;
 	copy = s->stage + (size_t)s->staged * PAGE;
 	memcpy(copy, p, PAGE);
-	if (page_is_zero(copy)) {
+	if (guest_page_is_zero(copy)) {
 		s->entries[s->hdr.count++] = gpa | RAM_ENTRY_ZERO;
 		s->pages_zero++;
 		return 0;

@@ -44,16 +44,6 @@ uint64_t ram_nr_chunks(const struct guest_mem *mem)
 	return ram_region_offset(mem, mem->nr_regions) / RAM_CHUNK;
 }
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < PAGE / 8; i += 4)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
-			return false;
-	return true;
-}
-
 /* Chunk CRCs of one region from its page CRCs (holes already set). */
 static void chunk_crcs(const uint32_t *page_crc, uint64_t pages, uint32_t *crcs)
 {
@@ -110,7 +100,7 @@ static int write_extent(int fd, uint64_t base, const struct mem_region *r, uint6
 	for (p = pos; p < end; p += PAGE) {
 		const uint8_t *page = r->hva + p;
 
-		if (!page_is_zero(page)) {
+		if (!guest_page_is_zero(page)) {
 			page_crc[p / PAGE - first] = crc32c(0, page, PAGE);
 			st->pages_present++;
 			continue;
@@ -355,7 +345,7 @@ int ram_file_write_dirty(int fd, uint64_t ram_offset, const struct guest_mem *me
 
 		for (uint64_t p = 0; p <= pages; p++) {
 			bool set = p < pages && (bits[i][p / 64] >> (p % 64)) & 1;
-			bool z = set && page_is_zero(r->hva + p * PAGE);
+			bool z = set && guest_page_is_zero(r->hva + p * PAGE);
 			uint64_t chunk = (off + p * PAGE) / RAM_CHUNK;
 
 			if (set)        /* every page: a run may span chunks */

@@ -58,6 +58,17 @@ void guest_mem_mark_dirty(struct guest_mem *mem, uint64_t gpa, uint64_t len);
 uint64_t guest_mem_harvest_dirty(struct mem_region *r, uint64_t *out);
 bool guest_mem_page_dirty(const struct mem_region *r, uint64_t page);
 
+/* Is the 4 KiB page at p all zeroes? (p must be 8-byte aligned) */
+static inline bool guest_page_is_zero(const void *p)
+{
+	const uint64_t *w = p;
+
+	for (size_t i = 0; i < GUEST_PAGE_SIZE / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return false;
+	return true;
+}
+
 /* End (exclusive) of the highest RAM below `limit`, clipped to `limit`; 0 if none. */
 uint64_t guest_mem_end_below(const struct guest_mem *mem, uint64_t limit);
 
