@@ -24,6 +24,7 @@
 #include "migration/ram_file.h"
 #include "migration/snapshot.h"
 #include "migration/vmstate.h"
+#include "vmm/failpoint.h"
 #include "vmm/log.h"
 
 #define HEADER_SPACE 4096
@@ -144,6 +145,13 @@ static uint64_t take_dirty(struct live_save *ls)
 static int save_running(struct live_save *ls)
 {
 	struct vm *vm = ls->m->vm;
+
+	/* Tests: hold here until cancelled, so "one at a time" and cancel can
+	 * be checked without racing a fast save. */
+	while (failpoint("src-save-stall") && !migration_cancelled(ls->m))
+		usleep(10000);
+	if (migration_cancelled(ls->m))
+		return -1;
 
 	if (dirty_log_start(vm) < 0 || take_dirty(ls) == UINT64_MAX)
 		return -1;

@@ -9,6 +9,7 @@
  *   dst-kill-before-ready   ...after the end record checked out, before READY
  *   dst-error-before-ready  ...answers ERROR instead of READY
  *   dst-kill-after-go       ...after GO, before RUNNING (the source stays paused)
+ *   src-save-stall          a file: save waits before its RAM pass until cancelled
  */
 #ifndef VMM_FAILPOINT_H
 #define VMM_FAILPOINT_H
