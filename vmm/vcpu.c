@@ -149,10 +149,29 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 }
 
 /* Park here while the main thread holds the VM paused. */
+/*
+ * After a PIO/MMIO exit, KVM finishes the instruction (RIP, an IN's
+ * result in RAX) only on the next KVM_RUN. State saved before that would
+ * make the guest redo an OUT or lose an IN's value. So a vCPU that is about
+ * to park re-enters once with immediate_exit set: KVM completes the
+ * instruction and returns EINTR without running guest code.
+ */
+static void vcpu_complete_io(struct vcpu *vcpu)
+{
+	if (!vcpu->io_pending)
+		return;
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	ioctl(vcpu->fd, KVM_RUN, 0);
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	vcpu->io_pending = false;
+}
+
 static void vcpu_pause_point(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
 
+	if (__atomic_load_n(&vm->pause_count, __ATOMIC_ACQUIRE))
+		vcpu_complete_io(vcpu);
 	pthread_mutex_lock(&vm->pause_lock);
 	if (vm->pause_count) {
 		vm->vcpus_paused++;
@@ -195,6 +214,7 @@ static void *vcpu_thread(void *arg)
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			/* EINTR: kicked. EAGAIN: an AP after INIT, not yet SIPI'd. */
 			if (errno == EINTR || errno == EAGAIN) {
+				vcpu->io_pending = false;       /* KVM completed it on entry */
 				__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				vcpu_throttle(vm);
 				continue;
@@ -203,6 +223,8 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(vm, VM_STOP_ERROR);
 			break;
 		}
+		vcpu->io_pending = vcpu->run->exit_reason == KVM_EXIT_IO ||
+				   vcpu->run->exit_reason == KVM_EXIT_MMIO;
 		if (!vcpu_handle_exit(vcpu))
 			break;
 	}

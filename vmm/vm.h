@@ -80,6 +80,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	bool io_pending;        /* last exit was PIO/MMIO: KVM completes it on re-entry */
 	/* Restore: MSRs applied just before the first KVM_RUN. */
 	unsigned nr_deferred;
 	struct vcpu_msr deferred[VCPU_MAX_DEFERRED];

@@ -36,6 +36,7 @@ class Proc:
         self.argv = argv
         self.lines = []
         self.err_lines = []
+        self.partial_tail = False
         self.cond = threading.Condition()
         self.proc = subprocess.Popen(
             argv, stdin=stdin, stdout=subprocess.PIPE,
@@ -64,6 +65,7 @@ class Proc:
         with self.cond:
             if buf:
                 sink.append(buf.decode("utf-8", "replace"))
+                self.partial_tail = True        # the last line had no newline
             sink.append(None)       # EOF marker
             self.cond.notify_all()
 
