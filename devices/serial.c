@@ -197,16 +197,6 @@ static void serial_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len
 	pthread_mutex_unlock(&s->lock);
 }
 
-size_t serial_rx_space(struct serial *s)
-{
-	size_t n;
-
-	pthread_mutex_lock(&s->lock);
-	n = RX_FIFO_SIZE - s->rx_count;
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
 size_t serial_input(struct serial *s, const uint8_t *buf, size_t len)
 {
 	size_t n = 0;

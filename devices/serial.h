@@ -19,8 +19,6 @@ struct serial *serial_create(struct vm *vm, uint16_t port, unsigned irq, int out
 void serial_destroy(struct serial *s);
 /* Queue host input; returns how many bytes were taken. Thread-safe. */
 size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
-/* Space left in the RX FIFO. */
-size_t serial_rx_space(struct serial *s);
 /* An eventfd that becomes readable when the guest has emptied the RX FIFO:
  * the console waits on it instead of polling when input is backed up. */
 int serial_rx_drained_fd(struct serial *s);

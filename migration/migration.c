@@ -5,7 +5,6 @@
  * after a completed move). The thread owns the VM's pause while it runs.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,18 +50,6 @@ bool migration_cancelled(const struct migration *m)
 void migration_set_status(struct migration *m, int status)
 {
 	atomic_store(&m->status, status);
-}
-
-void migration_fail(struct migration *m, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	pr_err("%s", line);
-	(void)m;
 }
 
 void migration_set_event_cb(struct vm *vm, migration_event_cb cb)

@@ -93,7 +93,6 @@ void migration_set_event_cb(struct vm *vm, migration_event_cb cb);
 /* For the migration thread's helpers. */
 bool migration_cancelled(const struct migration *m);
 void migration_set_status(struct migration *m, int status);
-void migration_fail(struct migration *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t now_ns(void);
 
 #endif

@@ -158,6 +158,16 @@ def guest_factory():
         g.kill()
 
 
+def guest_with_socket(guest_factory, tmp_path, name="src", cpus=2, memory="512M",
+                      cmdline="hb=50", extra=()):
+    """A booted test guest (READY seen) with its control socket at tmp_path/name.sock."""
+    sock = str(tmp_path / f"{name}.sock")
+    g = guest_factory(cpus=cpus, memory=memory, cmdline=cmdline,
+                      extra=("--api-sock", sock, *extra))
+    g.ready()
+    return g, sock
+
+
 def run_minivmm(args, timeout=20, **kw):
     """Run minivmm to completion; returns CompletedProcess (stdout+stderr text)."""
     return subprocess.run([MINIVMM, *args], stdin=subprocess.DEVNULL, capture_output=True,

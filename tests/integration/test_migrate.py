@@ -9,19 +9,13 @@ import subprocess
 
 import pytest
 
-from conftest import GUEST, MINIVMM, Proc, Qmp, run_minivmm
+from conftest import GUEST, MINIVMM, Proc, Qmp, guest_with_socket, run_minivmm
 
 HB = r"^HB seq=(\d+) ns=(\d+)"
 LISTEN = r"minivmm: incoming migration: listening on (\S+)"
 
 
-def source(guest_factory, tmp_path, name="src", cpus=2, memory="512M", cmdline="hb=50",
-           extra=()):
-    sock = str(tmp_path / f"{name}.sock")
-    g = guest_factory(cpus=cpus, memory=memory, cmdline=cmdline,
-                      extra=("--api-sock", sock, *extra))
-    g.ready()
-    return g, sock
+source = guest_with_socket
 
 
 def destination(tmp_path, name="dst", extra=(), env=None, uri="tcp:127.0.0.1:0"):

@@ -8,18 +8,12 @@ import subprocess
 
 import pytest
 
-from conftest import GUEST, MINIVMM, Proc, Qmp, run_minivmm
+from conftest import GUEST, MINIVMM, Proc, Qmp, guest_with_socket, run_minivmm
 
 HB = r"^HB seq=(\d+) ns=(\d+)"
 
 
-def start_guest(guest_factory, tmp_path, name="src", cpus=2, memory="512M", cmdline="hb=50",
-                extra=()):
-    sock = str(tmp_path / f"{name}.sock")
-    g = guest_factory(cpus=cpus, memory=memory, cmdline=cmdline,
-                      extra=("--api-sock", sock, *extra))
-    g.ready()
-    return g, sock
+start_guest = guest_with_socket
 
 
 def last_hb(proc):
