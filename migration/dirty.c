@@ -23,6 +23,8 @@ int dirty_ring_enable(struct vm *vm, uint32_t entries)
 	int max;
 
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->wake, NULL);
+	pthread_cond_init(&t->harvested, NULL);
 	if (!entries)
 		return 0;
 	if (entries & (entries - 1)) {
@@ -82,6 +84,8 @@ void dirty_ring_unmap_vcpu(struct vcpu *vcpu)
 }
 
 static int64_t harvest_ring(struct vm *vm);
+static void harvester_start(struct vm *vm);
+static void harvester_stop(struct vm *vm);
 
 static int set_slot_logging(struct vm *vm, bool on)
 {
@@ -120,6 +124,7 @@ int dirty_log_start(struct vm *vm)
 	if (set_slot_logging(vm, true) < 0)
 		return -1;
 	t->logging = true;
+	harvester_start(vm);
 	return 0;
 }
 
@@ -127,6 +132,7 @@ void dirty_log_stop(struct vm *vm)
 {
 	struct dirty_tracker *t = &vm->dirty;
 
+	harvester_stop(vm);
 	if (t->logging)
 		set_slot_logging(vm, false);
 	pthread_mutex_lock(&t->lock);
@@ -134,6 +140,7 @@ void dirty_log_stop(struct vm *vm)
 	if (t->logging && t->ring)
 		harvest_ring(vm);
 	t->logging = false;
+	pthread_cond_broadcast(&t->harvested);  /* nobody waits for a harvest that will not come */
 	for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++) {
 		free(t->bits[i]);
 		t->bits[i] = NULL;
@@ -162,7 +169,8 @@ static uint64_t ring_collect(struct dirty_tracker *t, struct vm *vm, struct vcpu
 			break;
 		set_bit(t, vm, e->slot, e->offset);
 		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
-		v->ring_next++;
+		/* Read by the vCPU's soft-limit check, without the lock. */
+		__atomic_store_n(&v->ring_next, v->ring_next + 1, __ATOMIC_RELAXED);
 		n++;
 	}
 	return n;
@@ -208,23 +216,82 @@ static int64_t harvest_bitmap(struct vm *vm)
 	return (int64_t)n;
 }
 
+/* t->lock held. */
+static int64_t harvest_locked(struct vm *vm)
+{
+	struct dirty_tracker *t = &vm->dirty;
+	int64_t n;
+
+	if (!t->logging)
+		return 0;
+	n = t->ring ? harvest_ring(vm) : harvest_bitmap(vm);
+	/* Pages the VMM itself wrote (device DMA) count too. */
+	for (unsigned i = 0; n >= 0 && i < vm->mem.nr_regions; i++)
+		n += (int64_t)guest_mem_harvest_dirty(&vm->mem.regions[i], t->bits[i]);
+	t->harvests++;
+	pthread_cond_broadcast(&t->harvested);
+	return n;
+}
+
 int64_t dirty_harvest(struct vm *vm)
 {
 	struct dirty_tracker *t = &vm->dirty;
 	int64_t n;
 
 	pthread_mutex_lock(&t->lock);
-	if (!t->logging) {
-		pthread_mutex_unlock(&t->lock);
-		return 0;
-	}
-	n = t->ring ? harvest_ring(vm) : harvest_bitmap(vm);
-	/* Pages the VMM itself wrote (device DMA) count too. */
-	for (unsigned i = 0; n >= 0 && i < vm->mem.nr_regions; i++)
-		n += (int64_t)guest_mem_harvest_dirty(&vm->mem.regions[i], t->bits[i]);
-	t->harvests++;
+	n = harvest_locked(vm);
 	pthread_mutex_unlock(&t->lock);
 	return n;
+}
+
+/* The harvester: sleeps until a vCPU's ring needs emptying, never on a timer. */
+static void *harvester(void *arg)
+{
+	struct vm *vm = arg;
+	struct dirty_tracker *t = &vm->dirty;
+
+	pthread_setname_np(pthread_self(), "dirty-harvest");
+	pthread_mutex_lock(&t->lock);
+	while (!t->harvester_stop) {
+		if (!t->wanted) {
+			pthread_cond_wait(&t->wake, &t->lock);
+			continue;
+		}
+		t->wanted = false;
+		if (harvest_locked(vm) < 0) {
+			vm_request_stop(vm, VM_STOP_ERROR);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static void harvester_start(struct vm *vm)
+{
+	struct dirty_tracker *t = &vm->dirty;
+
+	if (!t->ring)
+		return;
+	t->harvester_stop = false;
+	t->wanted = false;
+	/* Without the thread, a vCPU whose ring fills harvests by itself. */
+	__atomic_store_n(&t->harvester_running,
+			 pthread_create(&t->harvester, NULL, harvester, vm) == 0, __ATOMIC_RELEASE);
+}
+
+static void harvester_stop(struct vm *vm)
+{
+	struct dirty_tracker *t = &vm->dirty;
+
+	if (!t->harvester_running)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->harvester_stop = true;
+	pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->harvester, NULL);
+	__atomic_store_n(&t->harvester_running, false, __ATOMIC_RELEASE);
 }
 
 uint64_t dirty_take(struct vm *vm, unsigned r, uint64_t *out)
@@ -244,8 +311,45 @@ uint64_t dirty_take(struct vm *vm, unsigned r, uint64_t *out)
 
 void dirty_ring_full(struct vcpu *vcpu)
 {
-	/* Harvesting here, on the vCPU that filled up, makes dirtying pay for
-	 * itself: a vCPU that writes faster than we send keeps stopping here. */
-	if (dirty_harvest(vcpu->vm) < 0)
-		vm_request_stop(vcpu->vm, VM_STOP_ERROR);
+	struct vm *vm = vcpu->vm;
+	struct dirty_tracker *t = &vm->dirty;
+	uint64_t gen;
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->harvester_running) {
+		int64_t n = harvest_locked(vm);
+
+		pthread_mutex_unlock(&t->lock);
+		if (n < 0)
+			vm_request_stop(vm, VM_STOP_ERROR);
+		return;
+	}
+	/* Wait for the harvest: a vCPU that writes faster than we send keeps
+	 * stopping here, which is the natural throttle. */
+	gen = t->harvests;
+	t->wanted = true;
+	pthread_cond_signal(&t->wake);
+	while (t->harvests == gen && t->logging && !t->harvester_stop &&
+	       !atomic_load(&vm->stop_reason))
+		pthread_cond_wait(&t->harvested, &t->lock);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void dirty_ring_check_soft(struct vcpu *vcpu)
+{
+	struct dirty_tracker *t = &vcpu->vm->dirty;
+	uint64_t next;
+	uint32_t flags;
+
+	if (!vcpu->ring || !__atomic_load_n(&t->harvester_running, __ATOMIC_RELAXED))
+		return;
+	next = __atomic_load_n(&vcpu->ring_next, __ATOMIC_RELAXED);
+	flags = __atomic_load_n(&vcpu->ring[(next + t->ring_entries / 2) % t->ring_entries].flags,
+				__ATOMIC_ACQUIRE);
+	if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->wanted = true;
+	pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
 }

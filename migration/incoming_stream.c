@@ -28,7 +28,6 @@
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
 
-#define REPLY_MAX_TEXT 1024
 
 struct incoming {
 	struct vm *vm;
@@ -111,35 +110,6 @@ static int listen_accept(struct incoming *in)
 	return EXIT_OK;
 }
 
-/* One reply record in one send(); -1 with errno on failure (not printed). */
-static int send_reply(int fd, uint32_t code, const char *text)
-{
-	size_t tlen = text ? strnlen(text, REPLY_MAX_TEXT - 1) : 0;
-	uint8_t buf[sizeof(struct record_hdr) + sizeof(struct stream_reply) + REPLY_MAX_TEXT + 4];
-	struct stream_reply r = { .code = code, .len = tlen ? (uint32_t)tlen + 1 : 0 };
-	struct record_hdr h = { .type = REC_REPLY, .length = sizeof(r) + r.len };
-	size_t off = 0, len = sizeof(h) + h.length + 4;
-	uint32_t crc;
-
-	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), &r, sizeof(r));
-	memcpy(buf + sizeof(h) + sizeof(r), text ? text : "", r.len ? tlen : 0);
-	if (r.len)
-		buf[sizeof(h) + sizeof(r) + tlen] = 0;
-	crc = crc32c(0, buf, sizeof(h) + h.length);
-	memcpy(buf + sizeof(h) + h.length, &crc, 4);
-	while (off < len) {
-		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
-}
-
 static int rx_status(const struct incoming *in)
 {
 	return in->rx.io_error ? EXIT_VM_FAILURE : EXIT_USAGE;
@@ -176,7 +146,7 @@ static int receive(struct incoming *in)
 		pr_err("incoming migration: failpoint dst-error-before-ready: refusing the stream");
 		return EXIT_USAGE;
 	}
-	if (send_reply(in->fd, REPLY_READY, NULL) < 0) {
+	if (stream_rx_reply(&in->rx, REPLY_READY, NULL) < 0) {
 		pr_err("incoming migration: cannot send READY to the source: %s", strerror(errno));
 		return EXIT_VM_FAILURE;
 	}
@@ -199,7 +169,7 @@ static int switchover(struct incoming *in)
 		virtio_mmio_resume(in->vm->virtio[i]);
 	/* The source never resumes after GO, so the guest runs here even if
 	 * it cannot hear that it does. */
-	if (send_reply(in->fd, REPLY_RUNNING, NULL) < 0)
+	if (stream_rx_reply(&in->rx, REPLY_RUNNING, NULL) < 0)
 		pr_warn("incoming migration: cannot confirm RUNNING to the source (%s); the guest runs here",
 			strerror(errno));
 	return EXIT_OK;
@@ -227,11 +197,10 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 		ret = switchover(&in);
 	log_capture_errors(NULL, 0);
 	if (ret != EXIT_OK)
-		send_reply(in.fd, REPLY_ERROR, in.err[0] ? in.err : "the destination failed");
+		stream_rx_reply(&in.rx, REPLY_ERROR, in.err[0] ? in.err : "the destination failed");
 	close(in.fd);
 	ram_loader_free(&in.rx.ram);
 	record_free(&in.rx.state);
-	free(in.c.rxbuf);       /* the machine record stays: the VM's config points into it */
-	in.c.rxbuf = NULL;
+	ram_pipe_finish(&in.rx.pipe);   /* the machine record stays: the VM's config points into it */
 	return ret;
 }

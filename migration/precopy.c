@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migration/crc32c.h"
 #include "migration/machine.h"
 #include "migration/migration.h"
 #include "migration/precopy.h"
@@ -31,18 +32,26 @@
 #define THROTTLE_STEP   20
 #define THROTTLE_MAX    99
 #define CONNECT_MS      5000
+#define SEND_BATCH      RAM_BATCH_SEND_PAGES
+/* The switchover's fixed part, on top of the final pages: freezing vCPUs and
+ * devices, state, the READY/GO/RUNNING round trips (1-2 ms measured here). */
+#define SWITCH_COST_MS  2
+_Static_assert(SEND_BATCH <= RAM_BATCH_MAX_PAGES, "a batch the format allows");
 
 struct sender {
 	struct migration *m;
 	struct vm *vm;
 	struct chan c;
+	struct chan ret;        /* the return path: same socket, its own counts */
 	struct ram_batch_hdr hdr;
-	uint64_t entries[RAM_BATCH_MAX_PAGES];
+	uint64_t entries[SEND_BATCH];
 	/* Pages are copied here before they go out: the guest keeps writing
 	 * while we send, and the record's CRC must cover the bytes sent. A
-	 * page changed after its copy is dirty again and goes in a later pass. */
+	 * page changed after its copy is dirty again and goes in a later pass.
+	 * Each copy is checksummed while it is still in L1. */
 	uint8_t *stage;
 	unsigned staged;
+	uint32_t stage_crc;
 	uint64_t pages_data, pages_zero;        /* totals for the end record */
 	uint64_t round_bytes;
 	uint64_t rate_t0, rate_bytes;           /* for max-bandwidth */
@@ -77,7 +86,8 @@ static int batch_flush(struct sender *s)
 	iov[0] = (struct iovec){ &s->hdr, sizeof(s->hdr) };
 	iov[1] = (struct iovec){ s->entries, s->hdr.count * sizeof(uint64_t) };
 	iov[2] = (struct iovec){ s->stage, (size_t)s->staged * PAGE };
-	if (record_writev(&s->c, REC_RAM, s->phase, iov, s->staged ? 3 : 2) < 0)
+	if (record_writev_crc(&s->c, REC_RAM, s->phase, iov, s->staged ? 3 : 2,
+			      s->staged ? s->stage_crc : crc32c(0, iov[1].iov_base, iov[1].iov_len)) < 0)
 		return -1;
 	s->round_bytes += s->c.bytes - before;
 	rate_limit(s, s->c.bytes - before);
@@ -88,6 +98,7 @@ static int batch_flush(struct sender *s)
 	pthread_mutex_unlock(&s->m->stats_lock);
 	s->hdr.count = 0;
 	s->staged = 0;
+	s->stage_crc = 0;
 	return migration_cancelled(s->m) ? -1 : 0;
 }
 
@@ -96,7 +107,7 @@ static int send_page(struct sender *s, uint64_t gpa, const uint8_t *p)
 {
 	uint8_t *copy;
 
-	if (s->hdr.count == RAM_BATCH_MAX_PAGES && batch_flush(s) < 0)
+	if (s->hdr.count == SEND_BATCH && batch_flush(s) < 0)
 		return -1;
 	copy = s->stage + (size_t)s->staged * PAGE;
 	memcpy(copy, p, PAGE);
@@ -105,6 +116,7 @@ static int send_page(struct sender *s, uint64_t gpa, const uint8_t *p)
 		s->pages_zero++;
 		return 0;
 	}
+	s->stage_crc = crc32c(s->stage_crc, copy, PAGE);
 	s->entries[s->hdr.count++] = gpa;
 	s->staged++;
 	s->pages_data++;
@@ -157,15 +169,21 @@ static int send_dirty(struct sender *s, uint64_t **bits)
 	return batch_flush(s);
 }
 
-/* Harvest and take everything dirtied into `bits`; returns the page count. */
+/* Harvest and take everything dirtied into `bits`; returns how many pages
+ * `bits` now holds (it may still hold some from an unsent collect). */
 static int64_t collect_dirty(struct sender *s, uint64_t **bits)
 {
 	uint64_t n = 0;
 
 	if (dirty_harvest(s->vm) < 0)
 		return -1;
-	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++)
-		n += dirty_take(s->vm, i, bits[i]);
+	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++) {
+		uint64_t nw = (s->vm->mem.regions[i].size / PAGE + 63) / 64;
+
+		dirty_take(s->vm, i, bits[i]);
+		for (uint64_t w = 0; w < nw; w++)
+			n += (uint64_t)__builtin_popcountll(bits[i][w]);
+	}
 	return (int64_t)n;
 }
 
@@ -183,23 +201,50 @@ static void stats_round(struct sender *s, uint64_t dirty, uint64_t round_ns, uin
 	pthread_mutex_unlock(&s->m->stats_lock);
 }
 
-/* Auto-converge: each round that fails to shrink the dirty set tightens the throttle. */
-static void throttle_step(struct sender *s, uint64_t dirty, uint64_t prev)
+/*
+ * Auto-converge: a pass that does not shrink the dirty set by 10% tightens
+ * the throttle by a step, or at once to what the measured rates call for:
+ * the guest may dirty at most half as fast as we send, so each round is
+ * about half the one before. (The measured dirty rate is a floor: a page
+ * written twice in a round counts once.)
+ */
+static void throttle_step(struct sender *s, uint64_t dirty, uint64_t prev, uint64_t dirty_pps,
+			  uint64_t send_pps)
 {
-	unsigned pct = s->vm->throttle_pct;
+	unsigned pct = s->vm->throttle_pct + THROTTLE_STEP;
 
-	if (prev && dirty * 10 < prev * 9)      /* shrinking by 10%+: fine */
+	if (dirty * 10 < prev * 9)
 		return;
-	pct = pct + THROTTLE_STEP > THROTTLE_MAX ? THROTTLE_MAX : pct + THROTTLE_STEP;
+	if (send_pps && dirty_pps > send_pps / 2) {
+		uint64_t need = 100 - send_pps * 50 / dirty_pps;
+
+		pct = need > pct ? (unsigned)need : pct;
+	}
+	pct = pct > THROTTLE_MAX ? THROTTLE_MAX : pct;
 	if (pct != s->vm->throttle_pct)
 		pr_info("migration: dirty rate outruns the link, throttling vCPUs to %u%%", 100 - pct);
 	vm_set_throttle(s->vm, pct);
 }
 
+static int read_reply(struct sender *s, uint32_t want, const char *phase);
+
+/*
+ * Wait until the destination has everything sent so far in guest RAM.
+ * Otherwise what sits in socket buffers and its apply queue (megabytes)
+ * would be paid for during the downtime. The guest runs meanwhile.
+ */
+static int sync_destination(struct sender *s)
+{
+	if (record_write(&s->c, REC_SYNC, 0, NULL, 0) < 0)
+		return -1;
+	return read_reply(s, REPLY_SYNCED, "to a sync");
+}
+
 /* Rounds until the rest fits the downtime limit. `bits` keep what is left. */
 static int precopy_rounds(struct sender *s, uint64_t **bits)
 {
-	uint64_t prev = 0, bw = 0;
+	uint64_t prev = s->pages_data + s->pages_zero, bw = 0, last = s->rate_t0;
+	bool synced = false;
 
 	for (unsigned round = 0; round < MAX_ROUNDS; round++) {
 		uint64_t t0 = now_ns(), expected_ms, dirty;
@@ -208,10 +253,27 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 		if (n < 0 || migration_cancelled(s->m))
 			return -1;
 		dirty = (uint64_t)n;
-		expected_ms = bw ? dirty * PAGE * 1000 / bw : UINT64_MAX;
-		stats_round(s, dirty, 0, expected_ms == UINT64_MAX ? 0 : expected_ms);
-		if (expected_ms <= s->m->downtime_limit_ms)
-			return 0;
+		expected_ms = bw ? dirty * PAGE * 1000 / bw + SWITCH_COST_MS : UINT64_MAX;
+		pr_info("migration: round %u: %llu pages dirty, %.2f GB/s, expected downtime %lld ms, throttle %u%%%s",
+			round, (unsigned long long)dirty, (double)bw / 1e9,
+			expected_ms == UINT64_MAX ? -1LL : (long long)expected_ms, s->vm->throttle_pct,
+			synced ? " (destination synced)" : "");
+		stats_round(s, dirty, t0 - last, expected_ms == UINT64_MAX ? 0 : expected_ms);
+		if (expected_ms <= s->m->downtime_limit_ms) {
+			if (synced)
+				return 0;
+			/* Then count again: what the guest dirtied while we waited. */
+			if (sync_destination(s) < 0)
+				return -1;
+			synced = true;
+			continue;
+		}
+		if (!synced)
+			throttle_step(s, dirty, prev, t0 > last ? dirty * 1000000000ULL / (t0 - last) : 0,
+				      bw / PAGE);
+		synced = false;
+		prev = dirty;
+		last = t0;
 		s->round_bytes = 0;
 		s->phase = RAM_PHASE_ROUND;
 		if (send_dirty(s, bits) < 0)
@@ -221,10 +283,6 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 		pthread_mutex_unlock(&s->m->stats_lock);
 		if (now_ns() > t0)
 			bw = s->round_bytes * 1000000000ULL / (now_ns() - t0);
-		stats_round(s, dirty, now_ns() - t0, bw ? dirty * PAGE * 1000 / bw : 0);
-		if (round >= 2)
-			throttle_step(s, dirty, prev);
-		prev = dirty;
 	}
 	return 0;
 }
@@ -235,7 +293,7 @@ static int read_reply(struct sender *s, uint32_t want, const char *phase)
 	struct stream_reply r;
 	int ret = -1;
 
-	if (record_read(&s->c, &rec, REC_REPLY) < 0) {
+	if (record_read(&s->ret, &rec, REC_REPLY) < 0) {
 		pr_err("destination gave no reply %s", phase);
 		return -1;
 	}
@@ -261,13 +319,17 @@ out:
 static int stop_and_copy(struct sender *s, uint64_t **bits)
 {
 	struct stream_end end = { .ram_size = s->vm->mem.ram_size };
+	uint64_t t0 = s->m->pause_ns, t_frozen = now_ns(), t_pages;
+	uint64_t pages_before = s->pages_data;
 	void *state = NULL;
-	size_t len;
+	size_t len = 0;
 	int ret = -1;
 
 	s->phase = RAM_PHASE_FINAL;
-	if (collect_dirty(s, bits) < 0 || send_dirty(s, bits) < 0 ||
-	    vmstate_save(s->vm, &state, &len) < 0 ||
+	if (collect_dirty(s, bits) < 0 || send_dirty(s, bits) < 0)
+		goto out;
+	t_pages = now_ns();
+	if (vmstate_save(s->vm, &state, &len) < 0 ||
 	    record_write(&s->c, REC_STATE, 0, state, len) < 0)
 		goto out;
 	end.records = s->c.records;
@@ -276,6 +338,10 @@ static int stop_and_copy(struct sender *s, uint64_t **bits)
 	if (record_write(&s->c, REC_END, 0, &end, sizeof(end)) < 0 ||
 	    read_reply(s, REPLY_READY, "after the end record") < 0)
 		goto out;
+	pr_info("migration: paused: vCPUs out after %.2f ms, %llu final pages sent by %.2f ms, "
+		"state %zu bytes, READY at %.2f ms", (double)(t_frozen - t0) / 1e6,
+		(unsigned long long)(s->pages_data - pages_before), (double)(t_pages - t0) / 1e6,
+		len, (double)(now_ns() - t0) / 1e6);
 	ret = 0;
 out:
 	free(state);
@@ -294,6 +360,7 @@ static int open_channel(struct sender *s, const struct mig_uri *u)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	chan_init(&s->c, fd, false, 0, s->m->uri);
+	chan_init(&s->ret, fd, false, 0, s->m->uri);
 	return 0;
 }
 
@@ -354,10 +421,9 @@ static int precopy_to_ready(struct sender *s, uint64_t **bits)
 	if (precopy_rounds(s, bits) < 0)
 		return -1;
 	pr_info("migration: rounds done after %llu ms", (unsigned long long)(now_ns() - t0) / 1000000);
-	t0 = now_ns();
+	s->m->pause_ns = now_ns();
 	vmstate_freeze(s->vm);
 	migration_set_status(s->m, MIG_DEVICE);
-	s->m->pause_ns = t0;
 	if (stop_and_copy(s, bits) < 0) {
 		vmstate_thaw(s->vm);
 		return -1;
@@ -368,7 +434,7 @@ static int precopy_to_ready(struct sender *s, uint64_t **bits)
 int precopy_migrate(struct migration *m, const struct mig_uri *u)
 {
 	struct sender *s = calloc(1, sizeof(*s));
-	uint64_t **bits = NULL;
+	uint64_t **bits = NULL, end_ns = 0;
 	int ret = -1;
 
 	if (!s)
@@ -376,7 +442,7 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 	s->m = m;
 	s->vm = m->vm;
 	s->c.fd = -1;
-	s->stage = malloc(RAM_BATCH_MAX_PAGES * PAGE);
+	s->stage = malloc(SEND_BATCH * PAGE);
 	bits = bits_alloc(s->vm);
 	if (!bits || !s->stage || open_channel(s, u) < 0)
 		goto out;
@@ -394,13 +460,17 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 			 "before `cont`)");
 		goto out;
 	}
+	end_ns = now_ns();      /* the guest runs again, over there */
+	pr_info("migration: RUNNING at %.2f ms", (double)(end_ns - m->pause_ns) / 1e6);
 	ret = 0;
 out:
+	if (!end_ns)
+		end_ns = now_ns();
 	vm_set_throttle(s->vm, 0);
 	dirty_log_stop(s->vm);
 	pthread_mutex_lock(&m->stats_lock);
 	if (m->pause_ns)
-		m->stats.downtime_ms = (now_ns() - m->pause_ns) / 1000000;
+		m->stats.downtime_ms = (end_ns - m->pause_ns) / 1000000;
 	m->stats.transferred = s->c.bytes;
 	pthread_mutex_unlock(&m->stats_lock);
 	if (s->c.fd >= 0)

@@ -5,9 +5,11 @@
  * overflow-free arithmetic (count is bounded first, so 8 * count and
  * 4096 * count fit easily in 64 bits).
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <unistd.h>
 
 #include "migration/ram_batch.h"
 #include "migration/stream.h"
@@ -105,34 +107,66 @@ static int check_batch(const struct ram_loader *l, const uint8_t *p, uint64_t le
 	return 0;
 }
 
-static void load_page(struct ram_loader *l, uint64_t e, const uint8_t **data)
+/*
+ * Guest RAM is shmem, and mapping fresh shmem pages one fault at a time
+ * costs more than the copy: runs of data pages go into the memfd with
+ * pwrite (page cache, no page-table work); KVM maps them when the guest
+ * touches them. A mapped copy-on-write file region gets memcpy.
+ */
+static int write_run(struct ram_loader *l, uint64_t gpa, const uint8_t *data, uint64_t len)
 {
-	uint64_t gpa = e & ENTRY_ADDR_MASK;
+	const struct mem_region *r = guest_mem_region(l->mem, gpa);
+	uint64_t off = gpa - r->gpa;
+
+	if (r->file_backed) {
+		memcpy(r->hva + off, data, len);
+		return 0;
+	}
+	while (len) {
+		ssize_t n = pwrite(r->memfd, data, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* Not printed here: this may run on the applier thread. */
+			snprintf(l->error, sizeof(l->error), "ram record: writing guest RAM at 0x%llx: %s",
+				 (unsigned long long)(r->gpa + off), n < 0 ? strerror(errno) : "no progress");
+			return -1;
+		}
+		data += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Track which pages hold data, so a later zero entry clears only those. */
+static bool mark_page(struct ram_loader *l, uint64_t gpa, bool data)
+{
 	const struct mem_region *r = guest_mem_region(l->mem, gpa);
 	unsigned ri = (unsigned)(r - l->mem->regions);
 	uint64_t page = (gpa - r->gpa) / PAGE, bit = 1ULL << (page % 64);
-	uint8_t *dst = guest_mem_ptr(l->mem, gpa, PAGE);
+	bool had = l->sent[ri][page / 64] & bit;
 
-	if (e & RAM_ENTRY_ZERO) {
-		if (l->sent[ri][page / 64] & bit) {
-			memset(dst, 0, PAGE);
-			l->sent[ri][page / 64] &= ~bit;
-		}
-		l->pages_zero++;
-		return;
-	}
-	memcpy(dst, *data, PAGE);
-	*data += PAGE;
-	l->sent[ri][page / 64] |= bit;
-	l->pages_data++;
+	if (data)
+		l->sent[ri][page / 64] |= bit;
+	else
+		l->sent[ri][page / 64] &= ~bit;
+	return had;
 }
 
-/*
- * Guest RAM is shmem: faulting its pages in one at a time during the copy
- * costs more than the copy. Allocate each run of consecutive data pages in
- * one call first (the entries are already validated).
- */
-static void populate_runs(struct ram_loader *l, const uint8_t *entries, uint32_t count)
+static int zero_page(struct ram_loader *l, uint64_t gpa)
+{
+	static const uint8_t zeroes[PAGE];
+
+	l->pages_zero++;
+	/* Untouched pages are the memfd's zeroes already; writing would allocate. */
+	return mark_page(l, gpa, false) ? write_run(l, gpa, zeroes, PAGE) : 0;
+}
+
+/* Entries are validated: write each run of consecutive data pages at once. */
+static int load_entries(struct ram_loader *l, const uint8_t *entries, uint32_t count,
+			const uint8_t *data)
 {
 	uint64_t start = 0, len = 0;
 
@@ -143,26 +177,52 @@ static void populate_runs(struct ram_loader *l, const uint8_t *entries, uint32_t
 		if (!(e & RAM_ENTRY_ZERO) && len && gpa == start + len &&
 		    guest_mem_ptr(l->mem, start, len + PAGE)) {
 			len += PAGE;
+			mark_page(l, gpa, true);
 			continue;
 		}
-		if (len >= 16 * PAGE)   /* small runs: the faults are cheap enough */
-			madvise(guest_mem_ptr(l->mem, start, len), len, MADV_POPULATE_WRITE);
+		if (len && write_run(l, start, data, len) < 0)
+			return -1;
+		data += len;
+		l->pages_data += len / PAGE;
+		len = 0;
+		if (i == count)
+			break;
+		if (e & RAM_ENTRY_ZERO) {
+			if (zero_page(l, gpa) < 0)
+				return -1;
+			continue;
+		}
 		start = gpa;
-		len = (e & RAM_ENTRY_ZERO) ? 0 : PAGE;
+		len = PAGE;
+		mark_page(l, gpa, true);
 	}
+	return 0;
+}
+
+int ram_batch_check(const struct ram_loader *l, const void *payload, uint64_t len)
+{
+	struct ram_batch_hdr h;
+	uint64_t ndata;
+
+	return check_batch(l, payload, len, &h, &ndata);
+}
+
+int ram_batch_apply(struct ram_loader *l, const void *payload)
+{
+	const uint8_t *p = payload;
+	struct ram_batch_hdr h;
+
+	memcpy(&h, p, sizeof(h));
+	return load_entries(l, p + sizeof(h), h.count, p + sizeof(h) + 8ULL * h.count);
 }
 
 int ram_batch_load(struct ram_loader *l, const void *payload, uint64_t len)
 {
-	const uint8_t *p = payload, *data;
-	struct ram_batch_hdr h;
-	uint64_t ndata;
-
-	if (check_batch(l, p, len, &h, &ndata) < 0)
+	if (ram_batch_check(l, payload, len) < 0)
 		return -1;
-	populate_runs(l, p + sizeof(h), h.count);
-	data = p + sizeof(h) + 8ULL * h.count;
-	for (uint32_t i = 0; i < h.count; i++)
-		load_page(l, entry_at(p + sizeof(h), i), &data);
+	if (ram_batch_apply(l, payload) < 0) {
+		pr_err("%s", l->error);
+		return -1;
+	}
 	return 0;
 }

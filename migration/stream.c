@@ -99,13 +99,13 @@ uint64_t record_max_length(uint32_t type)
 	switch (type) {
 	case REC_HEADER:    return sizeof(struct stream_header);
 	case REC_MACHINE:   return 1 << 20;
-	case REC_RAM:       return sizeof(struct ram_batch_hdr) +
-				   RAM_BATCH_MAX_PAGES * (8ULL + 4096);
+	case REC_RAM:       return RAM_BATCH_BYTES(RAM_BATCH_MAX_PAGES);
 	case REC_RAM_INDEX: return 64ULL << 20;     /* 4 bytes per 2 MiB: 32 TiB of RAM */
 	case REC_STATE:     return STATE_MAX_SIZE;
 	case REC_END:       return sizeof(struct stream_end);
 	case REC_GO:        return 0;
 	case REC_REPLY:     return sizeof(struct stream_reply) + 1024;
+	case REC_SYNC:      return 0;
 	default:            return 0;
 	}
 }
@@ -115,16 +115,46 @@ const char *record_type_name(uint32_t type)
 	static const char *const names[] = {
 		[REC_HEADER] = "header", [REC_MACHINE] = "machine", [REC_RAM] = "ram",
 		[REC_RAM_INDEX] = "ram-index", [REC_STATE] = "state", [REC_END] = "end",
-		[REC_GO] = "go", [REC_REPLY] = "reply",
+		[REC_GO] = "go", [REC_REPLY] = "reply", [REC_SYNC] = "sync",
 	};
 
 	return type && type <= REC_TYPE_MAX ? names[type] : "unknown";
 }
 
+static int record_send(struct chan *c, struct record_hdr *h, const struct iovec *iov, int n,
+		       uint32_t crc)
+{
+	struct iovec v[IOV_BATCH + 2];
+
+	v[0] = (struct iovec){ h, sizeof(*h) };
+	memcpy(&v[1], iov, (size_t)n * sizeof(*iov));
+	v[n + 1] = (struct iovec){ &crc, sizeof(crc) };
+	if (chan_writev(c, v, n + 2) < 0)
+		return -1;
+	c->records++;
+	return 0;
+}
+
+int record_writev_crc(struct chan *c, uint32_t type, uint32_t flags, const struct iovec *iov,
+		      int n, uint32_t last_crc)
+{
+	struct record_hdr h = { .type = type, .flags = flags };
+	uint32_t crc;
+
+	if (n < 1 || n > IOV_BATCH)
+		return -1;
+	for (int i = 0; i < n; i++)
+		h.length += iov[i].iov_len;
+	crc = crc32c(0, &h, sizeof(h));
+	for (int i = 0; i < n - 1; i++)
+		crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+	crc = crc32c_combine(crc, last_crc, iov[n - 1].iov_len);
+	return record_send(c, &h, iov, n, crc);
+}
+
 int record_writev(struct chan *c, uint32_t type, uint32_t flags, const struct iovec *iov, int n)
 {
 	struct record_hdr h = { .type = type, .flags = flags };
-	struct iovec v[IOV_BATCH + 2];
 	uint32_t crc;
 
 	if (n > IOV_BATCH)
@@ -134,13 +164,7 @@ int record_writev(struct chan *c, uint32_t type, uint32_t flags, const struct io
 	crc = crc32c(0, &h, sizeof(h));
 	for (int i = 0; i < n; i++)
 		crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
-	v[0] = (struct iovec){ &h, sizeof(h) };
-	memcpy(&v[1], iov, (size_t)n * sizeof(*iov));
-	v[n + 1] = (struct iovec){ &crc, sizeof(crc) };
-	if (chan_writev(c, v, n + 2) < 0)
-		return -1;
-	c->records++;
-	return 0;
+	return record_send(c, &h, iov, n, crc);
 }
 
 int record_write(struct chan *c, uint32_t type, uint32_t flags, const void *payload, size_t len)

@@ -19,7 +19,7 @@
 
 #define STREAM_MAGIC        "MINIVMM\n"
 #define STREAM_MAJOR        1
-#define STREAM_MINOR        0
+#define STREAM_MINOR        1   /* 1.1: sync records */
 
 enum record_type {
 	REC_HEADER = 1,         /* struct stream_header */
@@ -30,7 +30,8 @@ enum record_type {
 	REC_END = 6,            /* struct stream_end: totals to check */
 	REC_GO = 7,             /* source -> destination: run the guest now (empty) */
 	REC_REPLY = 8,          /* destination -> source (return path): struct stream_reply + text */
-	REC_TYPE_MAX = REC_REPLY,
+	REC_SYNC = 9,           /* source -> destination: answer SYNCED once all before is in RAM (empty) */
+	REC_TYPE_MAX = REC_SYNC,
 };
 
 /* REC_RAM payload: a header, `count` u64 entries (page address | RAM_ENTRY_ZERO),
@@ -47,12 +48,17 @@ struct ram_batch_hdr {
 #define RAM_PHASE_ROUND     1
 #define RAM_PHASE_FINAL     2
 #define RAM_BATCH_MAX_PAGES 4096        /* 16 MiB of data per record at most */
+/* What minivmm sends: 1 MiB of data stays in L2 from the copy through the
+ * checksum to the socket, and on the destination from recv to guest RAM. */
+#define RAM_BATCH_SEND_PAGES 256
+#define RAM_BATCH_BYTES(pages) (sizeof(struct ram_batch_hdr) + (pages) * (8ULL + 4096))
 
 /* REC_REPLY payload: a code, then an optional NUL-terminated message. */
 enum reply_code {
 	REPLY_READY = 1,        /* everything arrived and checked out; waiting for GO */
 	REPLY_ERROR = 2,        /* the destination gives up: message says why */
 	REPLY_RUNNING = 3,      /* after GO: backends open, guest running */
+	REPLY_SYNCED = 4,       /* after SYNC: every RAM record before it is applied */
 };
 
 struct stream_reply {
@@ -123,6 +129,10 @@ int record_write(struct chan *c, uint32_t type, uint32_t flags, const void *payl
 /* Scatter form for large payloads (RAM batches): payload = iov[0..n). */
 int record_writev(struct chan *c, uint32_t type, uint32_t flags, const struct iovec *iov,
 		  int n);
+/* The same, with the last iovec's crc32c(0, ...) given by the caller, who
+ * checksummed it while producing it (RAM batches, page by page). */
+int record_writev_crc(struct chan *c, uint32_t type, uint32_t flags, const struct iovec *iov,
+		      int n, uint32_t last_crc);
 /* Read the next record; `want` (0 for any) must match its type. */
 int record_read(struct chan *c, struct record *rec, uint32_t want);
 void record_free(struct record *rec);

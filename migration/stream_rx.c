@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "migration/crc32c.h"
 #include "migration/stream_rx.h"
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
@@ -27,16 +28,41 @@ void stream_rx_init(struct stream_rx *rx, struct chan *c, bool socket, unsigned 
 	rx->c = c;
 	rx->socket = socket;
 	rx->timeout_s = timeout_s;
-	/* One buffer for every RAM batch; without it, each is a fresh malloc. */
-	c->rxcap = record_max_length(REC_RAM);
-	c->rxbuf = malloc(c->rxcap);
-	if (!c->rxbuf)
-		c->rxcap = 0;
+}
+
+int stream_rx_reply(struct stream_rx *rx, uint32_t code, const char *text)
+{
+	size_t tlen = text ? strnlen(text, REPLY_MAX_TEXT - 1) : 0;
+	uint8_t buf[sizeof(struct record_hdr) + sizeof(struct stream_reply) + REPLY_MAX_TEXT + 4];
+	struct stream_reply r = { .code = code, .len = tlen ? (uint32_t)tlen + 1 : 0 };
+	struct record_hdr h = { .type = REC_REPLY, .length = sizeof(r) + r.len };
+	size_t off = 0, len = sizeof(h) + h.length + 4;
+	uint32_t crc;
+
+	if (!rx->socket)
+		return 0;       /* a stream without a return path (the fuzzer's) */
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &r, sizeof(r));
+	memcpy(buf + sizeof(h) + sizeof(r), text ? text : "", r.len ? tlen : 0);
+	if (r.len)
+		buf[sizeof(h) + sizeof(r) + tlen] = 0;
+	crc = crc32c(0, buf, sizeof(h) + h.length);
+	memcpy(buf + sizeof(h) + h.length, &crc, 4);
+	while (off < len) {
+		ssize_t n = send(rx->c->fd, buf + off, len - off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
 }
 
 void stream_rx_free(struct stream_rx *rx)
 {
-	free(rx->c->rxbuf);
+	ram_pipe_finish(&rx->pipe);
 	rx->c->rxbuf = NULL;
 	record_free(&rx->machine);
 	record_free(&rx->state);
@@ -186,30 +212,66 @@ static void phase_failpoint(struct stream_rx *rx, uint32_t phase)
 	failpoint_kill(names[phase]);
 }
 
-/* ram* then state: the only records allowed between machine and end. */
+/* One RAM record, read into the pipe's next buffer, checked and handed
+ * over. A record larger than the buffers (not minivmm's) is applied here,
+ * once the ones before it are in. */
+static int read_ram_batch(struct stream_rx *rx, struct record *rec)
+{
+	void *buf = ram_pipe_buffer(&rx->pipe);
+	int ret;
+
+	if (!buf)
+		return -1;
+	rx->c->rxbuf = buf;
+	rx->c->rxcap = rx->pipe.cap;
+	if (rx_read(rx, rec, 0) < 0)
+		return -1;
+	if (rec->type != REC_RAM)
+		return 0;
+	phase_failpoint(rx, rec->flags);
+	if (ram_batch_check(&rx->ram, rec->payload, rec->length) < 0) {
+		record_free(rec);
+		return -1;
+	}
+	if (rec->borrowed) {
+		ram_pipe_submit(&rx->pipe);
+		return 0;
+	}
+	ret = ram_pipe_drain(&rx->pipe);
+	if (ret == 0 && (ret = ram_batch_apply(&rx->ram, rec->payload)) < 0)
+		pr_err("%s", rx->ram.error);
+	record_free(rec);
+	return ret;
+}
+
+/* ram* (and sync) then state: the only records allowed between machine and end. */
 static int read_ram(struct stream_rx *rx)
 {
 	struct record rec;
-	int ret;
 
 	for (;;) {
-		if (rx_read(rx, &rec, 0) < 0)
+		if (read_ram_batch(rx, &rec) < 0)
 			return -1;
+		if (rec.type == REC_RAM)
+			continue;
+		if (rec.type == REC_SYNC) {
+			if (ram_pipe_drain(&rx->pipe) < 0)
+				return -1;
+			if (stream_rx_reply(rx, REPLY_SYNCED, NULL) < 0) {
+				pr_err("%s: cannot answer a sync: %s", rx->c->name, strerror(errno));
+				rx->io_error = true;
+				return -1;
+			}
+			continue;
+		}
 		if (rec.type == REC_STATE) {
 			rx->state = rec;
 			return 0;
 		}
-		if (rec.type != REC_RAM) {
-			pr_err("%s: record %llu: unexpected %s record (expected ram or state)", rx->c->name,
-			       (unsigned long long)rx->c->records - 1, record_type_name(rec.type));
-			record_free(&rec);
-			return -1;
-		}
-		phase_failpoint(rx, rec.flags);
-		ret = ram_batch_load(&rx->ram, rec.payload, rec.length);
+		pr_err("%s: record %llu: unexpected %s record (expected ram or state)", rx->c->name,
+		       (unsigned long long)rx->c->records - 1, record_type_name(rec.type));
 		record_free(&rec);
-		if (ret < 0)
-			return -1;
+		return -1;
 	}
 }
 
@@ -218,7 +280,13 @@ int stream_rx_load(struct stream_rx *rx, struct guest_mem *mem)
 	struct record rec;
 	int ret;
 
-	if (ram_loader_init(&rx->ram, mem) < 0 || read_ram(rx) < 0)
+	if (ram_loader_init(&rx->ram, mem) < 0 ||
+	    ram_pipe_start(&rx->pipe, &rx->ram, RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES)) < 0)
+		return -1;
+	ret = read_ram(rx);
+	rx->c->rxbuf = NULL;
+	/* Everything received is in guest RAM before the totals are compared. */
+	if (ram_pipe_finish(&rx->pipe) < 0 || ret < 0)
 		return -1;
 	if (rx_read(rx, &rec, REC_END) < 0)
 		return -1;

@@ -3,7 +3,7 @@
  * Reading a live migration stream (docs/migration-format.md, "Live
  * migration stream") in the order the format fixes:
  *
- *   header (flags 0), machine, ram*, state, end, [READY], go
+ *   header (flags 0), machine, (ram | sync)*, state, end, [READY], go
  *
  * Anything out of order, malformed or inconsistent is refused with one
  * message. No KVM here: the RAM goes into whatever guest_mem it is given,
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "migration/ram_batch.h"
+#include "migration/ram_pipe.h"
 #include "migration/stream.h"
 
 struct stream_rx {
@@ -29,6 +30,7 @@ struct stream_rx {
 	struct record state;
 	struct stream_end end;
 	struct ram_loader ram;
+	struct ram_pipe pipe;   /* RAM batches are read into its buffers */
 };
 
 void stream_rx_init(struct stream_rx *rx, struct chan *c, bool socket, unsigned timeout_s);
@@ -39,6 +41,12 @@ int stream_rx_open(struct stream_rx *rx);
 /* RAM batches into `mem`, the state record, the end record; checks the
  * end's totals against what arrived. 0 or -1 (printed). */
 int stream_rx_load(struct stream_rx *rx, struct guest_mem *mem);
+/* Longest text a reply carries. */
+#define REPLY_MAX_TEXT 1024
+
+/* One reply record on the return path, in one send(). 0, or -1 with errno
+ * (not printed). No-op without a return path (not a socket). */
+int stream_rx_reply(struct stream_rx *rx, uint32_t code, const char *text);
 /* The go record, and nothing else. 0 or -1 (printed). */
 int stream_rx_wait_go(struct stream_rx *rx);
 

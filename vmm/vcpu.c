@@ -183,17 +183,26 @@ static void vcpu_pause_point(struct vcpu *vcpu)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
-/* Auto-converge: give up our share of each throttle period. */
+/* Auto-converge: give up our share of each throttle period. A pause (the
+ * switchover) must not wait for the sleep: vm_pause() wakes us. */
 static void vcpu_throttle(struct vm *vm)
 {
 	unsigned pct = atomic_load(&vm->throttle_pct);
-	struct timespec ts;
+	struct timespec until;
 
 	if (!pct)
 		return;
-	ts.tv_sec = 0;
-	ts.tv_nsec = (long)pct * THROTTLE_PERIOD_US * 10L;     /* pct% of the period, in ns */
-	nanosleep(&ts, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long)pct * THROTTLE_PERIOD_US * 10L;  /* pct% of the period, in ns */
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (!vm->pause_count && !atomic_load(&vm->stop_reason) && atomic_load(&vm->throttle_pct) &&
+	       pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &until) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 static void *vcpu_thread(void *arg)
@@ -227,6 +236,7 @@ static void *vcpu_thread(void *arg)
 				   vcpu->run->exit_reason == KVM_EXIT_MMIO;
 		if (!vcpu_handle_exit(vcpu))
 			break;
+		dirty_ring_check_soft(vcpu);
 	}
 	pthread_mutex_lock(&vm->pause_lock);
 	vm->vcpus_exited++;

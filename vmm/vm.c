@@ -255,7 +255,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->pio.name = "pio";
 	vm->mmio.name = "mmio";
 	pthread_mutex_init(&vm->pause_lock, NULL);
-	pthread_cond_init(&vm->pause_cond, NULL);
+	{
+		pthread_condattr_t a;   /* throttled vCPUs wait on it with a monotonic deadline */
+
+		pthread_condattr_init(&a);
+		pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+		pthread_cond_init(&vm->pause_cond, &a);
+		pthread_condattr_destroy(&a);
+	}
 	if (kvm_open(vm) < 0 || kvm_check_vcpus(vm) < 0)
 		return EXIT_USAGE;
 	/* Devices register with the loop as they are created. */
@@ -306,6 +313,7 @@ void vm_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->pause_lock);
 	vm->pause_count++;
+	pthread_cond_broadcast(&vm->pause_cond);        /* throttled vCPUs wake now */
 	pthread_mutex_unlock(&vm->pause_lock);
 	vm_kick_all(vm);
 	pthread_mutex_lock(&vm->pause_lock);

@@ -39,6 +39,7 @@ def stream(batches):
         present += sum(1 for _, d in pages if d)
         zero += sum(1 for _, d in pages if d is None)
         recs.append((3, ram(pages)))
+        recs.append((9, b""))               # sync: answered once applied
     recs.append((5, b"state-fdt"))
     recs.append((6, struct.pack("<QQQQ", len(recs), present, zero, RAM_SIZE)))
     recs.append((7, b""))

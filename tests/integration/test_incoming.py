@@ -19,8 +19,9 @@ import pytest
 from conftest import GUEST, MINIVMM, Proc
 from test_snapshot import HB, digest, last_hb, save, wait_socket
 
-REC_HEADER, REC_MACHINE, REC_RAM, REC_RAM_INDEX, REC_STATE, REC_END, REC_GO, REC_REPLY = range(1, 9)
-REPLY_READY, REPLY_ERROR, REPLY_RUNNING = 1, 2, 3
+(REC_HEADER, REC_MACHINE, REC_RAM, REC_RAM_INDEX, REC_STATE, REC_END, REC_GO, REC_REPLY,
+ REC_SYNC) = range(1, 10)
+REPLY_READY, REPLY_ERROR, REPLY_RUNNING, REPLY_SYNCED = 1, 2, 3, 4
 PAGE = 4096
 LISTEN = r"^minivmm: incoming migration: listening on (\S+)$"
 
@@ -323,6 +324,32 @@ def test_stream_over_unix_runs(snap, dest_factory, tmp_path):
     assert d.wait_exit(20) == 0
 
 
+def test_sync_answered_in_order(snap, dest_factory, tmp_path):
+    """A sync is answered once everything before it is in guest RAM, and counts
+    as a record in the end totals; the guest then comes out whole."""
+    st = Stream(snap).head()
+    data = snap.data_pages()
+    half = len(data) // 2
+    st.ram([(g, snap.page(g)) for g in data[:half]]).add("sync", record(REC_SYNC))
+    st.ram([(g, snap.page(g)) for g in data[half:]]).add("sync", record(REC_SYNC))
+    dsock = str(tmp_path / "d.sock")
+    d = dest_factory(extra=("--paused", "--api-sock", dsock))
+    s = d.connect()
+    raw = st.bytes()
+    first = raw.index(record(REC_SYNC)) + len(record(REC_SYNC))
+    s.sendall(raw[:first])
+    assert read_reply(s) == (REPLY_SYNCED, "")
+    s.sendall(raw[first:])
+    assert read_reply(s) == (REPLY_SYNCED, "")
+    s.sendall(st.state().end().recs[-2][1] + st.recs[-1][1])
+    assert read_reply(s) == (REPLY_READY, "")
+    s.sendall(record(REC_GO))
+    assert read_reply(s) == (REPLY_RUNNING, "")
+    q = wait_socket(d, dsock)
+    q.cmd("qmp_capabilities")
+    assert digest(q) == snap.digest
+
+
 # ---- hostile input ----
 
 def test_random_bytes(dest_factory):
@@ -402,7 +429,10 @@ def test_records_out_of_order(snap, dest_factory):
     ram = record(REC_RAM, ram_payload([(0x1000, None)]))
     cases = [
         (hdr + ram[:16], ["type 3 (ram), expected machine"]),
-        (hdr + record(9, b"x")[:16], ["type 9 (unknown)"]),
+        (hdr + record(10, b"x")[:16], ["type 10 (unknown)"]),
+        (hdr + record(REC_SYNC)[:16], ["type 9 (sync), expected machine"]),
+        (hdr + machine + record(REC_SYNC, b"x")[:16], ["sync record of 1 bytes exceeds"]),
+        (hdr + machine + state + record(REC_SYNC)[:16], ["type 9 (sync), expected end"]),
         (hdr + machine + machine, ["unexpected machine record"]),
         (hdr + machine + hdr, ["unexpected header record"]),
         (hdr + machine + record(REC_RAM_INDEX, b"\0" * 8), ["unexpected ram-index record"]),

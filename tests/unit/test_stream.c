@@ -30,6 +30,30 @@ START_TEST(crc32c_vectors)
 }
 END_TEST
 
+/* The three-lane path and crc32c_combine agree with a byte at a time. */
+START_TEST(crc32c_lanes_and_combine)
+{
+	static const size_t lens[] = { 4079, 4080, 4081, 4096, 8160, 12289, 1 << 20 };
+	uint8_t *buf = malloc(1 << 20);
+
+	for (size_t i = 0; i < (1 << 20); i++)
+		buf[i] = (uint8_t)(i * 2654435761U >> 13);
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		uint32_t bytewise = 0, whole = crc32c(0, buf, lens[k]);
+		size_t cut = lens[k] / 3;
+
+		for (size_t i = 0; i < lens[k]; i++)
+			bytewise = crc32c(bytewise, buf + i, 1);
+		ck_assert_uint_eq(whole, bytewise);
+		ck_assert_uint_eq(crc32c_combine(crc32c(0, buf, cut), crc32c(0, buf + cut, lens[k] - cut),
+						 lens[k] - cut), whole);
+	}
+	ck_assert_uint_eq(crc32c_combine(crc32c(0, "12345", 5), crc32c(0, "6789", 4), 4), 0xE3069283);
+	ck_assert_uint_eq(crc32c_combine(0xE3069283, 0, 0), 0xE3069283);
+	free(buf);
+}
+END_TEST
+
 static int memfile(void)
 {
 	return memfd_create("stream", 0);
@@ -246,6 +270,7 @@ int main(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, crc32c_vectors);
+	tcase_add_test(tc, crc32c_lanes_and_combine);
 	tcase_add_test(tc, record_round_trip);
 	tcase_add_test(tc, record_bounds);
 	tcase_add_test(tc, header_versions);
