@@ -12,6 +12,7 @@
 
 #define PAGE            GUEST_PAGE_SIZE
 #define MAX_IO          (64ULL << 20)   /* bytes per read/write call */
+#define READ_CHUNK      (1ULL << 20)    /* restore: file -> buffer (L2) -> memfd */
 
 static const uint8_t zero_page[PAGE];
 
@@ -191,9 +192,34 @@ static int read_extent(int fd, uint8_t *dst, uint64_t len, uint64_t off)
 	return 0;
 }
 
+/*
+ * Pages [d, h) of a region from the file at base + d. Through a buffer that
+ * stays in L2: checksummed there, then written into the memfd with pwrite,
+ * which allocates shmem pages far cheaper than faulting them in through
+ * the mapping (no page-table work; KVM maps them when the guest touches).
+ */
+static int read_pages(int fd, uint64_t base, struct mem_region *r, uint64_t d, uint64_t h,
+		      uint32_t *page_crc, uint8_t *buf)
+{
+	struct ram_stats ignored = { 0 };       /* bytes_written counts file writes */
+
+	while (d < h) {
+		uint64_t len = h - d > READ_CHUNK ? READ_CHUNK : h - d;
+
+		if (read_extent(fd, buf, len, base + d) < 0)
+			return -1;
+		for (uint64_t p = 0; page_crc && p < len; p += PAGE)
+			page_crc[(d + p) / PAGE] = crc32c(0, buf + p, PAGE);
+		if (write_run(r->memfd, buf, len, d, &ignored) < 0)
+			return -1;
+		d += len;
+	}
+	return 0;
+}
+
 /* Read the extents of [start, end) of a region (offsets within it). */
 static int read_range(int fd, uint64_t base, struct mem_region *r, uint64_t start, uint64_t end,
-		      uint32_t *page_crc, uint64_t *present)
+		      uint32_t *page_crc, uint64_t *present, uint8_t *buf)
 {
 	uint64_t pos = start;
 
@@ -215,15 +241,9 @@ static int read_range(int fd, uint64_t base, struct mem_region *r, uint64_t star
 		h = align_up((uint64_t)hole - base, PAGE);
 		if (h > end)
 			h = end;
-		/* Allocating the pages in one go is cheaper than a fault per page. */
-		madvise(r->hva + d, h - d, MADV_POPULATE_WRITE);
-		if (read_extent(fd, r->hva + d, h - d, base + d) < 0)
+		if (read_pages(fd, base, r, d, h, page_crc, buf) < 0)
 			return -1;
-		for (uint64_t p = d; p < h; p += PAGE) {
-			if (page_crc)
-				page_crc[p / PAGE] = crc32c(0, r->hva + p, PAGE);
-			(*present)++;
-		}
+		*present += (h - d) / PAGE;
 		pos = h;
 	}
 	return 0;
@@ -232,9 +252,18 @@ static int read_range(int fd, uint64_t base, struct mem_region *r, uint64_t star
 static int read_region(int fd, uint64_t base, struct mem_region *r, uint32_t *page_crc,
 		       struct ram_stats *st)
 {
+	uint8_t *buf = malloc(READ_CHUNK);
+	int ret;
+
+	if (!buf) {
+		pr_err("out of memory for the restore buffer");
+		return -1;
+	}
 	/* One thread: shmem page allocation bounds this, and it did not
 	 * scale with a second thread on the 2-core hosts we measured. */
-	return read_range(fd, base, r, 0, r->size, page_crc, &st->pages_present);
+	ret = read_range(fd, base, r, 0, r->size, page_crc, &st->pages_present, buf);
+	free(buf);
+	return ret;
 }
 
 static int check_region(const uint32_t *page_crc, uint64_t pages, const uint32_t *want,
