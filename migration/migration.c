@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,6 +123,7 @@ int migration_init(struct vm *vm)
 	m->downtime_limit_ms = DEFAULT_DOWNTIME_MS;
 	m->stall_timeout_ms = DEFAULT_STALL_MS;
 	pthread_mutex_init(&m->stats_lock, NULL);
+	m->sock_fd = -1;
 	m->done_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->done_efd < 0 || event_loop_add(&vm->loop, m->done_efd, EPOLLIN, migration_on_done, vm) < 0) {
 		if (m->done_efd >= 0)
@@ -172,6 +174,7 @@ int migration_start(struct vm *vm, const char *uri, bool checkpoint, char *err, 
 	m->has_digest = false;
 	m->go_sent = false;
 	m->pause_ns = 0;
+	m->sock_fd = -1;
 	atomic_store(&m->cancel, false);
 	memset(&m->stats, 0, sizeof(m->stats));
 	m->stats.ram_total = vm->mem.ram_size;
@@ -195,6 +198,19 @@ void migration_cancel(struct vm *vm)
 		return;
 	atomic_store(&m->cancel, true);
 	migration_set_status(m, MIG_CANCELLING);
+	/* A thread blocked on a silent peer would only notice at the stall
+	 * timeout: cut the connection (never after GO: see precopy.c). */
+	pthread_mutex_lock(&m->stats_lock);
+	if (m->sock_fd >= 0)
+		shutdown(m->sock_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&m->stats_lock);
+}
+
+void migration_set_socket(struct migration *m, int fd)
+{
+	pthread_mutex_lock(&m->stats_lock);
+	m->sock_fd = fd;
+	pthread_mutex_unlock(&m->stats_lock);
 }
 
 void migration_query(struct vm *vm, int *status, struct migration_stats *st, char *err,

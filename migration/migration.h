@@ -75,6 +75,9 @@ struct migration {
 	/* Live migration progress (precopy.c). */
 	bool go_sent;                   /* after GO the source never resumes itself */
 	uint64_t pause_ns;
+	/* The connection, for migrate_cancel to cut a thread blocked on a
+	 * stalled peer; -1 when none or once GO is sent. Under stats_lock. */
+	int sock_fd;
 };
 
 int migration_init(struct vm *vm);
@@ -89,6 +92,9 @@ void migration_query(struct vm *vm, int *status, struct migration_stats *st, cha
 		     size_t errlen);
 
 void migration_set_event_cb(struct vm *vm, migration_event_cb cb);
+
+/* Migration thread: the connection cancel may shut down (-1: none any more). */
+void migration_set_socket(struct migration *m, int fd);
 
 /* For the migration thread's helpers. */
 bool migration_cancelled(const struct migration *m);

@@ -446,10 +446,17 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 	bits = bits_alloc(s->vm);
 	if (!bits || !s->stage || open_channel(s, u) < 0)
 		goto out;
+	migration_set_socket(m, s->c.fd);
 	m->stats.setup_time_ms = (now_ns() - m->start_ns) / 1000000;
 	if (precopy_to_ready(s, bits) < 0)
 		goto out;
-	/* Point of no return: after GO the destination owns the guest. */
+	/* Point of no return: after GO the destination owns the guest. A
+	 * cancel from here on is too late; one that came before still wins. */
+	migration_set_socket(m, -1);
+	if (migration_cancelled(m)) {
+		vmstate_thaw(s->vm);
+		goto out;
+	}
 	vm_release_backends(s->vm);
 	m->go_sent = true;
 	if (record_write(&s->c, REC_GO, 0, NULL, 0) < 0 ||
@@ -473,6 +480,7 @@ out:
 		m->stats.downtime_ms = (end_ns - m->pause_ns) / 1000000;
 	m->stats.transferred = s->c.bytes;
 	pthread_mutex_unlock(&m->stats_lock);
+	migration_set_socket(m, -1);
 	if (s->c.fd >= 0)
 		close(s->c.fd);
 	bits_free(bits);

@@ -232,6 +232,42 @@ def test_cancel(guest_factory, tmp_path):
         dst.kill()
 
 
+def test_cancel_with_stalled_destination(guest_factory, tmp_path):
+    """A cancel does not wait for the stall timeout: the source cuts the
+    connection it is blocked on and resumes at once."""
+    src, ssock = source(guest_factory, tmp_path, memory="512M")
+    src.command("fill 256M", r"^FILL done")
+    dst, uri, _ = destination(tmp_path)
+    try:
+        q = Qmp(ssock)
+        q.cmd("qmp_capabilities")
+        q.cmd("migrate-set-parameters", {"stall-timeout": 600000})
+        os.kill(dst.proc.pid, signal.SIGSTOP)           # connects (backlog), never reads
+        assert q.cmd("migrate", {"uri": uri}) == {"return": {}}
+        q.event("MIGRATION", lambda e: e["data"]["status"] == "setup", timeout=20)
+        # Wait until the sender is stuck: socket buffers full, no progress.
+        deadline, last, since = time.monotonic() + 20, -1, time.monotonic()
+        while time.monotonic() - since < 0.5:
+            assert time.monotonic() < deadline, "the sender never blocked"
+            sent = q.cmd("query-migrate")["return"]["ram"]["transferred"]
+            if sent != last:
+                last, since = sent, time.monotonic()
+            time.sleep(0.05)
+        assert last > 0
+        t0 = time.monotonic()
+        assert q.cmd("migrate_cancel") == {"return": {}}
+        q.event("MIGRATION", lambda e: e["data"]["status"] == "cancelled", timeout=20)
+        assert time.monotonic() - t0 < 5
+        os.kill(dst.proc.pid, signal.SIGCONT)
+        assert dst.wait_exit(30) != 0
+        assert "HB " not in dst.output()
+        assert_source_running(src, ssock, status=("cancelled",))
+    finally:
+        if dst.proc.poll() is None:
+            os.kill(dst.proc.pid, signal.SIGCONT)
+        dst.kill()
+
+
 def test_stalled_destination(guest_factory, tmp_path):
     src, ssock = source(guest_factory, tmp_path, memory="512M")
     src.command("fill 256M", r"^FILL done")
@@ -245,7 +281,8 @@ def test_stalled_destination(guest_factory, tmp_path):
         assert r.returncode == 1, r.stderr
         assert_source_running(src, ssock)
     finally:
-        os.kill(dst.proc.pid, signal.SIGCONT)
+        if dst.proc.poll() is None:
+            os.kill(dst.proc.pid, signal.SIGCONT)
         dst.kill()
 
 
