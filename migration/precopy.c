@@ -54,6 +54,8 @@ struct sender {
 	uint32_t stage_crc;
 	uint64_t pages_data, pages_zero;        /* totals for the end record */
 	uint64_t round_bytes;
+	uint64_t pass_t0;                       /* this pass began (throughput) */
+	uint64_t scan_left;                     /* first pass: RAM not scanned yet */
 	uint64_t rate_t0, rate_bytes;           /* for max-bandwidth */
 	uint32_t phase;                         /* RAM_PHASE_*: record flags */
 };
@@ -95,6 +97,10 @@ static int batch_flush(struct sender *s)
 	s->m->stats.transferred = s->c.bytes;
 	s->m->stats.pages_normal = s->pages_data;
 	s->m->stats.pages_zero = s->pages_zero;
+	if (s->phase == RAM_PHASE_BULK)
+		s->m->stats.ram_remaining = s->scan_left;
+	if (now_ns() > s->pass_t0)
+		s->m->stats.throughput_bps = s->round_bytes * 1000000000ULL / (now_ns() - s->pass_t0);
 	pthread_mutex_unlock(&s->m->stats_lock);
 	s->hdr.count = 0;
 	s->staged = 0;
@@ -126,6 +132,8 @@ static int send_page(struct sender *s, uint64_t gpa, const uint8_t *p)
 /* First pass: every page that was ever written (SEEK_DATA on the memfd). */
 static int send_all(struct sender *s)
 {
+	uint64_t scanned = 0;
+
 	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++) {
 		struct mem_region *r = &s->vm->mem.regions[i];
 		uint64_t pos = 0;
@@ -140,12 +148,17 @@ static int send_all(struct sender *s)
 				pr_err("SEEK_DATA on guest RAM: %s", strerror(errno));
 				return -1;
 			}
-			for (uint64_t p = (uint64_t)d; p < (uint64_t)h && p < r->size; p += PAGE)
+			for (uint64_t p = (uint64_t)d; p < (uint64_t)h && p < r->size; p += PAGE) {
+				/* What is left of the scan: an upper bound, for the progress. */
+				s->scan_left = s->vm->mem.ram_size - scanned - p;
 				if (send_page(s, r->gpa + p, r->hva + p) < 0)
 					return -1;
+			}
 			pos = (uint64_t)h;
 		}
+		scanned += r->size;
 	}
+	s->scan_left = 0;
 	return batch_flush(s);
 }
 
@@ -275,6 +288,7 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 		prev = dirty;
 		last = t0;
 		s->round_bytes = 0;
+		s->pass_t0 = t0;
 		s->phase = RAM_PHASE_ROUND;
 		if (send_dirty(s, bits) < 0)
 			return -1;
@@ -410,7 +424,7 @@ static int precopy_to_ready(struct sender *s, uint64_t **bits)
 	if (send_preamble(s) < 0 || dirty_log_start(s->vm) < 0)
 		return -1;
 	migration_set_status(s->m, MIG_ACTIVE);
-	s->rate_t0 = now_ns();
+	s->rate_t0 = s->pass_t0 = now_ns();
 	pr_info("migration: dirty logging on after %llu ms", (unsigned long long)(now_ns() - t0) / 1000000);
 	/* Logging is on before the first page goes: writes from now on are caught. */
 	if (dirty_harvest(s->vm) < 0 || send_all(s) < 0)

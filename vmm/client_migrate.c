@@ -24,6 +24,8 @@ struct progress {
 	bool tty;
 	long long last_plain;
 	uint64_t total, remaining, transferred, mbps, total_time, downtime;
+	uint64_t setup_time, expected_downtime, rounds, dirty_rate, throttle;
+	uint64_t normal, zero, resent;
 	char status[32];
 	char error[512];
 };
@@ -49,11 +51,19 @@ static void progress_parse(struct progress *p, struct json_object *info)
 	get_str(info, "status", p->status, sizeof(p->status));
 	get_str(info, "error-desc", p->error, sizeof(p->error));
 	p->total_time = get_u64(info, "total-time");
+	p->setup_time = get_u64(info, "setup-time");
+	p->expected_downtime = get_u64(info, "expected-downtime");
+	p->throttle = get_u64(info, "cpu-throttle-percentage");
 	if (json_object_object_get_ex(info, "ram", &ram)) {
 		p->total = get_u64(ram, "total");
 		p->remaining = get_u64(ram, "remaining");
 		p->transferred = get_u64(ram, "transferred");
 		p->mbps = get_u64(ram, "mbps");
+		p->rounds = get_u64(ram, "dirty-sync-count");
+		p->dirty_rate = get_u64(ram, "dirty-pages-rate");
+		p->normal = get_u64(ram, "normal");
+		p->zero = get_u64(ram, "duplicate");
+		p->resent = get_u64(ram, "pages-resent");
 	}
 }
 
@@ -71,8 +81,10 @@ static void progress_draw(struct progress *p, bool final)
 		bar[i] = i < (int)(pct * 30 / 100) ? '=' : ' ';
 	bar[30] = 0;
 	if (p->tty) {
-		fprintf(stderr, "\r[%s] %3u%% %s %llu MiB sent, %.0f MB/s, ETA %.1f s   ", bar, pct,
-			p->status, (unsigned long long)(p->transferred >> 20), rate, eta);
+		fprintf(stderr, "\r[%s] %3u%% %s %llu MiB sent, %.0f MB/s, round %llu, "
+			"throttle %llu%%, ETA %.1f s   ", bar, pct, p->status,
+			(unsigned long long)(p->transferred >> 20), rate,
+			(unsigned long long)p->rounds, (unsigned long long)p->throttle, eta);
 		if (final)
 			fputc('\n', stderr);
 		return;
@@ -81,13 +93,21 @@ static void progress_draw(struct progress *p, bool final)
 		return;
 	p->last_plain = now_ms();
 	if (final && !strcmp(p->status, "completed")) {
-		fprintf(stderr, "migrate: completed: %llu MiB in %llu ms, downtime %llu ms\n",
-			(unsigned long long)(p->transferred >> 20),
-			(unsigned long long)p->total_time, (unsigned long long)p->downtime);
+		fprintf(stderr, "migrate: completed: %llu MiB in %llu ms, downtime %llu ms "
+			"(setup %llu ms, %llu rounds, pages %llu normal %llu zero %llu resent, "
+			"throttle %llu%%)\n",
+			(unsigned long long)(p->transferred >> 20), (unsigned long long)p->total_time,
+			(unsigned long long)p->downtime, (unsigned long long)p->setup_time,
+			(unsigned long long)p->rounds, (unsigned long long)p->normal,
+			(unsigned long long)p->zero, (unsigned long long)p->resent,
+			(unsigned long long)p->throttle);
 		return;
 	}
-	fprintf(stderr, "migrate: %s %u%% %llu MiB sent, %.0f MB/s, %llu ms\n", p->status, pct,
-		(unsigned long long)(p->transferred >> 20), rate, (unsigned long long)p->total_time);
+	fprintf(stderr, "migrate: %s %u%% %llu MiB sent, %.0f MB/s, %llu ms, round %llu, "
+		"dirty %llu pages/s, expected downtime %llu ms, throttle %llu%%\n", p->status, pct,
+		(unsigned long long)(p->transferred >> 20), rate, (unsigned long long)p->total_time,
+		(unsigned long long)p->rounds, (unsigned long long)p->dirty_rate,
+		(unsigned long long)p->expected_downtime, (unsigned long long)p->throttle);
 }
 
 /* Ask query-migrate; 0 with p updated, -1 if the link failed. */
@@ -124,10 +144,10 @@ static bool wait_event(struct client *c, struct progress *p, bool *eof)
 		    json_object_object_get_ex(obj, "data", &data)) {
 			get_str(data, "status", p->status, sizeof(p->status));
 			end = finished(p->status);
-			if (json_object_object_get_ex(data, "total-time", NULL)) {
-				p->total_time = get_u64(data, "total-time");
+			/* A completed move's figures come with the event: the VM exits. */
+			if (json_object_object_get_ex(data, "ram", NULL)) {
+				progress_parse(p, data);
 				p->downtime = get_u64(data, "downtime");
-				p->transferred = get_u64(data, "transferred");
 			}
 		}
 		json_object_put(obj);

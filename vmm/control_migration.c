@@ -52,6 +52,8 @@ int cmd_migrate(struct qmp_request *req)
 	return 0;
 }
 
+static struct json_object *ram_stats_json(const struct migration_stats *st);
+
 struct json_object *migration_event_data(struct vm *vm, int status)
 {
 	struct json_object *d = json_object_new_object();
@@ -62,8 +64,11 @@ struct json_object *migration_event_data(struct vm *vm, int status)
 	if (status == MIG_COMPLETED) {
 		/* The source may exit right after: the figures go with the event. */
 		add_u64(d, "total-time", vm->mig->stats.total_time_ms);
+		add_u64(d, "setup-time", vm->mig->stats.setup_time_ms);
 		add_u64(d, "downtime", vm->mig->stats.downtime_ms);
 		add_u64(d, "transferred", vm->mig->stats.transferred);
+		add_u64(d, "cpu-throttle-percentage", vm->mig->stats.throttle_pct);
+		json_object_object_add(d, "ram", ram_stats_json(&vm->mig->stats));
 	}
 	return d;
 }
