@@ -241,6 +241,9 @@ static int read_range(int fd, uint64_t base, struct mem_region *r, uint64_t star
 		h = align_up((uint64_t)hole - base, PAGE);
 		if (h > end)
 			h = end;
+		/* The file may not be cached (saves use O_DIRECT): have the
+		 * kernel read the extent ahead while we copy it chunk by chunk. */
+		posix_fadvise(fd, (off_t)(base + d), (off_t)(h - d), POSIX_FADV_WILLNEED);
 		if (read_pages(fd, base, r, d, h, page_crc, buf) < 0)
 			return -1;
 		*present += (h - d) / PAGE;
