@@ -106,8 +106,13 @@ static void migration_on_done(void *opaque, uint32_t events)
 	if (m->event_cb)
 		m->event_cb(vm, status);
 	/* A completed move: the guest lives elsewhere now. */
-	if (status == MIG_COMPLETED && !m->checkpoint)
+	if (status == MIG_COMPLETED && m->after != MIG_AFTER_RUN)
+		vm->migrated_away = true;
+	if (status == MIG_COMPLETED && m->after == MIG_AFTER_EXIT)
 		vm_request_stop(vm, VM_STOP_MIGRATED);
+	else if (status == MIG_COMPLETED && m->after == MIG_AFTER_PAUSE)
+		pr_info("migration: this VM stays paused (--keep-source-paused); the guest runs "
+			"at the destination, so it cannot resume here");
 	else if (status != MIG_COMPLETED && m->go_sent)
 		pr_err("migration: the destination did not confirm after GO; this VM stays paused "
 		       "(it may be running there: check before `cont`)");
@@ -152,7 +157,8 @@ void migration_destroy(struct vm *vm)
 }
 
 
-int migration_start(struct vm *vm, const char *uri, bool checkpoint, char *err, size_t errlen)
+int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *err,
+		    size_t errlen)
 {
 	struct migration *m = vm->mig;
 	struct mig_uri u;
@@ -164,12 +170,16 @@ int migration_start(struct vm *vm, const char *uri, bool checkpoint, char *err, 
 	}
 	if (strlen(uri) >= sizeof(m->uri) || uri_parse(uri, &u, err, errlen) < 0)
 		return -1;
-	if (checkpoint && u.kind != URI_FILE) {
+	if (vm->migrated_away) {
+		snprintf(err, errlen, "the guest was migrated away: nothing to migrate");
+		return -1;
+	}
+	if (after == MIG_AFTER_RUN && u.kind != URI_FILE) {
 		snprintf(err, errlen, "checkpoint goes with file: (a live migration is a move)");
 		return -1;
 	}
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
-	m->checkpoint = checkpoint;
+	m->after = after;
 	m->error[0] = 0;
 	m->has_digest = false;
 	m->go_sent = false;

@@ -8,7 +8,7 @@
  * Nothing lost: until the destination has everything (a file is complete,
  * synced and renamed into place), any failure or cancel resumes the VM as
  * it was. After success, a "move" stops the VM (the process exits 0); a
- * checkpoint resumes it.
+ * checkpoint resumes it; --keep-source-paused keeps it paused for good.
  */
 #ifndef MIGRATION_MIGRATION_H
 #define MIGRATION_MIGRATION_H
@@ -52,13 +52,20 @@ struct migration_stats {
 	uint32_t throttle_pct;
 };
 
+/* After a successful migration or snapshot, the VM... */
+enum mig_after {
+	MIG_AFTER_EXIT,         /* stops; minivmm exits 0 (a move: the default) */
+	MIG_AFTER_RUN,          /* runs on (a checkpoint; file: only) */
+	MIG_AFTER_PAUSE,        /* stays paused for inspection and never runs again */
+};
+
 struct migration {
 	struct vm *vm;
 	pthread_t thread;
 	bool thread_live;               /* joined by the main thread */
 	_Atomic int status;
 	_Atomic bool cancel;
-	bool checkpoint;                /* keep the source running afterwards */
+	enum mig_after after;           /* what the VM does after success */
 	char uri[4096];
 	char error[512];
 	int done_efd;                   /* the thread's "I am finished" to the main loop */
@@ -84,7 +91,8 @@ int migration_init(struct vm *vm);
 void migration_destroy(struct vm *vm);
 
 /* Main thread. 0 when started; -1 with `err` filled (bad URI, busy). */
-int migration_start(struct vm *vm, const char *uri, bool checkpoint, char *err, size_t errlen);
+int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *err,
+		    size_t errlen);
 void migration_cancel(struct vm *vm);
 const char *migration_status_name(int status);
 /* Snapshot of status, stats and error for query-migrate. */

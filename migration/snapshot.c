@@ -285,7 +285,7 @@ int snapshot_save(struct migration *m, const char *path)
 	pthread_mutex_unlock(&m->stats_lock);
 	/* A checkpoint or a failure: the guest goes on. A move keeps it frozen
 	 * until the main thread stops the VM. */
-	if (frozen && (ret < 0 || m->checkpoint))
+	if (frozen && (ret < 0 || m->after == MIG_AFTER_RUN))
 		vmstate_thaw(m->vm);
 	return ret;
 }

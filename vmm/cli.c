@@ -15,7 +15,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
 	OPT_STATUS, OPT_QUIT,
-	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_DIRTY_RING,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_DIRTY_RING,
 };
 
 static const struct option cli_options[] = {
@@ -37,6 +37,7 @@ static const struct option cli_options[] = {
 	{ "inspect",  required_argument, NULL, OPT_INSPECT },
 	{ "migrate",  required_argument, NULL, OPT_MIGRATE },
 	{ "checkpoint", no_argument,     NULL, OPT_CHECKPOINT },
+	{ "keep-source-paused", no_argument, NULL, OPT_KEEP_PAUSED },
 	{ "dirty-ring", required_argument, NULL, OPT_DIRTY_RING },
 	{ "status",   no_argument,       NULL, OPT_STATUS },
 	{ "quit",     no_argument,       NULL, OPT_QUIT },
@@ -86,11 +87,13 @@ static void cli_usage(void)
 	       "\n"
 	       "Client commands (to a running VM; without --api-sock: the one VM in the\n"
 	       "default socket folder, or the one --name picks):\n"
-	       "  --status          print running, paused or shutdown\n"
+	       "  --status          print running, paused, postmigrate or shutdown\n"
 	       "  --quit            stop the VM and wait until it has exited\n"
 	       "  --migrate URI     migrate or snapshot the VM (file:PATH), with a progress\n"
 	       "                    bar; exits 0 only when the destination has it\n"
 	       "  --checkpoint      with --migrate file: keep the VM running afterwards\n"
+	       "  --keep-source-paused  with --migrate: keep the VM paused (not exiting)\n"
+	       "                    afterwards, for inspection; it never runs again\n"
 	       "\n"
 	       "Console: Ctrl-A x quits, Ctrl-A h helps (when stdin is a terminal).\n"
 	       "Exit status: 0 guest powered off/reset or quit, 1 VM failure,\n"
@@ -234,6 +237,7 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_QUIT:     return set_client(client, CLIENT_QUIT);
 	case OPT_MIGRATE:  client->arg = arg; return set_client(client, CLIENT_MIGRATE);
 	case OPT_CHECKPOINT: client->checkpoint = true; return 0;
+	case OPT_KEEP_PAUSED: client->keep_paused = true; return 0;
 	case OPT_DIRTY_RING: return parse_dirty_ring(arg, &cfg->dirty_ring);
 	case OPT_DISK:     return add_disk(arg, cfg);
 	case OPT_NET:      return add_net(arg, cfg);
@@ -311,8 +315,12 @@ enum cli_result cli_parse_client(int argc, char **argv, struct vm_config *cfg,
 		pr_err("unexpected argument '%s' (try --help)", argv[optind]);
 		return CLI_ERROR;
 	}
-	if (client->checkpoint && client->cmd != CLIENT_MIGRATE) {
-		pr_err("--checkpoint goes with --migrate");
+	if ((client->checkpoint || client->keep_paused) && client->cmd != CLIENT_MIGRATE) {
+		pr_err("--%s goes with --migrate", client->checkpoint ? "checkpoint" : "keep-source-paused");
+		return CLI_ERROR;
+	}
+	if (client->checkpoint && client->keep_paused) {
+		pr_err("--checkpoint (keep running) and --keep-source-paused exclude each other");
 		return CLI_ERROR;
 	}
 	if (client->cmd != CLIENT_NONE)

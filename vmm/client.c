@@ -370,7 +370,7 @@ int client_main(const struct vm_config *cfg, const struct client_request *req)
 		ret = client_quit(c);
 		break;
 	case CLIENT_MIGRATE:
-		ret = client_migrate(c, req->arg, req->checkpoint);
+		ret = client_migrate(c, req->arg, req->checkpoint, req->keep_paused);
 		break;
 	default:
 		break;

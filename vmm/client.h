@@ -20,6 +20,7 @@ struct client_request {
 	enum client_cmd cmd;
 	const char *arg;        /* for commands that take one */
 	bool checkpoint;        /* --migrate: keep the source running */
+	bool keep_paused;       /* --migrate: keep the source paused, not exiting */
 };
 
 struct vm_config;

@@ -158,7 +158,7 @@ static bool wait_event(struct client *c, struct progress *p, bool *eof)
 	return false;
 }
 
-int client_migrate(struct client *c, const char *uri, bool checkpoint)
+int client_migrate(struct client *c, const char *uri, bool checkpoint, bool keep_paused)
 {
 	struct progress p = { .tty = isatty(STDERR_FILENO) };
 	struct json_object *args = json_object_new_object(), *ret;
@@ -168,6 +168,8 @@ int client_migrate(struct client *c, const char *uri, bool checkpoint)
 	json_object_object_add(args, "uri", json_object_new_string(uri));
 	if (checkpoint)
 		json_object_object_add(args, "checkpoint", json_object_new_boolean(1));
+	if (keep_paused)
+		json_object_object_add(args, "keep-source-paused", json_object_new_boolean(1));
 	if (client_send_args(c, "migrate", args) < 0)
 		return EXIT_VM_FAILURE;
 	ret = client_reply(c, "migrate");

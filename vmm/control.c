@@ -525,6 +525,8 @@ static int cmd_query_status(struct qmp_request *req)
 
 	if (atomic_load(&vm->stop_reason))
 		status = "shutdown";
+	else if (vm->migrated_away)
+		status = "postmigrate";         /* QEMU's name */
 	else if (vm_is_paused(vm))
 		status = "paused";
 	req->ret = json_object_new_object();
@@ -561,6 +563,10 @@ static int cmd_cont(struct qmp_request *req)
 
 	if (atomic_load(&ctl->vm->stop_reason))
 		return qmp_error(req, QMP_ERR_GENERIC, "the VM is shutting down");
+	if (ctl->vm->migrated_away)
+		return qmp_error(req, QMP_ERR_GENERIC,
+				 "the guest was migrated away and runs at the destination: it cannot "
+				 "resume here");
 	if (!ctl->user_paused)
 		return 0;
 	pr_info("control: VM resumed");
@@ -608,7 +614,7 @@ static int cmd_query_commands(struct qmp_request *req)
 }
 
 static const char *const caps_args[] = { "enable", NULL };
-static const char *const migrate_args[] = { "uri", "checkpoint", NULL };
+static const char *const migrate_args[] = { "uri", "checkpoint", "keep-source-paused", NULL };
 static const char *const migrate_param_args[] = { "downtime-limit", "max-bandwidth",
 						    "stall-timeout", NULL };
 

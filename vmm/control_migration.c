@@ -38,15 +38,20 @@ int cmd_migrate(struct qmp_request *req)
 {
 	struct vm *vm = control_req_vm(req);
 	const char *uri;
-	bool checkpoint = false;
+	bool checkpoint = false, keep_paused = false;
 	char err[256];
 
 	if (qmp_arg_string(req, "uri", true, &uri) < 0 ||
-	    qmp_arg_bool(req, "checkpoint", false, &checkpoint) < 0)
+	    qmp_arg_bool(req, "checkpoint", false, &checkpoint) < 0 ||
+	    qmp_arg_bool(req, "keep-source-paused", false, &keep_paused) < 0)
 		return -1;
+	if (checkpoint && keep_paused)
+		return qmp_error(req, QMP_ERR_GENERIC,
+				 "checkpoint (keep running) and keep-source-paused exclude each other");
 	if (atomic_load(&vm->stop_reason))
 		return qmp_error(req, QMP_ERR_GENERIC, "the VM is shutting down");
-	if (migration_start(vm, uri, checkpoint, err, sizeof(err)) < 0)
+	if (migration_start(vm, uri, checkpoint ? MIG_AFTER_RUN : keep_paused ? MIG_AFTER_PAUSE :
+			    MIG_AFTER_EXIT, err, sizeof(err)) < 0)
 		return qmp_error(req, QMP_ERR_GENERIC, "%s", err);
 	control_event(vm, "MIGRATION", migration_event_data(vm, MIG_SETUP));
 	return 0;

@@ -143,6 +143,9 @@ struct vm {
 	pthread_mutex_t pause_lock;
 	pthread_cond_t pause_cond;
 	unsigned pause_count;           /* vCPUs run only while 0 (nested pauses) */
+	/* A completed migration handed the guest over: it never runs here
+	 * again (main thread only). */
+	bool migrated_away;
 	unsigned vcpus_paused;
 	unsigned vcpus_exited;
 	/* Auto-converge: vCPUs sleep this % of every THROTTLE_PERIOD. */

@@ -212,6 +212,41 @@ def test_no_confirmation_after_go_stays_paused(guest_factory, tmp_path):
         dst.kill()
 
 
+def test_keep_source_paused(guest_factory, tmp_path):
+    """--keep-source-paused: the source stays, paused for inspection, and can
+    never run the guest again; the destination runs it."""
+    src, ssock = source(guest_factory, tmp_path, memory="256M")
+    src.command("fill 32M", r"^FILL done")
+    dst, uri, _ = destination(tmp_path)
+    try:
+        r = run_minivmm(["--api-sock", ssock, "--migrate", uri, "--keep-source-paused"],
+                        timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"completed: .*downtime \d+ ms", r.stderr), r.stderr
+        dst.wait_for(HB, timeout=10)
+        assert src.proc.poll() is None                  # still there
+        q = Qmp(ssock)
+        q.cmd("qmp_capabilities")
+        assert q.cmd("query-status")["return"] == {"status": "postmigrate", "running": False}
+        assert q.cmd("query-migrate")["return"]["status"] == "completed"
+        err = q.cmd("cont")
+        assert "migrated away" in err["error"]["desc"], err
+        err = q.cmd("migrate", {"uri": f"file:{tmp_path / 'again'}"})
+        assert "migrated away" in err["error"]["desc"], err
+        start = len(src.lines)
+        with pytest.raises(AssertionError):             # never runs here again
+            src.wait_for(HB, timeout=1.0, start=start)
+        q.cmd("quit")
+        assert src.wait_exit(20) == 0
+        dst.send("verify\n")
+        m, _ = dst.wait_for(r"^VERIFY (PASS|FAIL)", timeout=60)
+        assert m.group(1) == "PASS"
+        r = run_minivmm(["--api-sock", ssock, "--status", "--keep-source-paused"])
+        assert r.returncode == 2 and "goes with --migrate" in r.stderr
+    finally:
+        dst.kill()
+
+
 def test_cancel(guest_factory, tmp_path):
     src, ssock = source(guest_factory, tmp_path, memory="512M")
     src.command("fill 256M", r"^FILL done")
