@@ -22,7 +22,7 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
 GUEST_ELF := tests/guest/guest.elf
 
-.PHONY: all test unit unit-san integration guest clean
+.PHONY: all test unit unit-san integration integration-san guest clean
 all: minivmm guest
 
 minivmm: $(VMM_OBJ)
@@ -57,7 +57,19 @@ unit-san: $(SAN_BIN)
 integration: minivmm guest
 	/usr/bin/python3 -m pytest -v tests/integration
 
-test: unit unit-san integration fuzz-short
+# The migration paths (threads, sockets, the applier, the harvester) that only
+# real KVM reaches, once more under ASan+UBSan: any report aborts the VMM.
+SAN_VMM := $(BUILD)/minivmm-san
+$(SAN_VMM): $(VMM_SRC:%.c=$(SAN)/%.o)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+integration-san: $(SAN_VMM) guest
+	MINIVMM=$(abspath $(SAN_VMM)) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  /usr/bin/python3 -m pytest -q tests/integration/test_migrate.py \
+	  tests/integration/test_incoming.py tests/integration/test_snapshot.py
+
+test: unit unit-san integration integration-san fuzz-short
 
 clean:
 	rm -rf $(BUILD) minivmm $(GUEST_ELF)

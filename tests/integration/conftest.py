@@ -13,7 +13,8 @@ import time
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MINIVMM = os.path.join(ROOT, "minivmm")
+# MINIVMM=path runs another build (make integration-san: the ASan+UBSan one).
+MINIVMM = os.environ.get("MINIVMM") or os.path.join(ROOT, "minivmm")
 GUEST = os.path.join(ROOT, "tests", "guest", "guest.elf")
 CACHE = os.environ.get("MINIVMM_CACHE", os.path.expanduser("~/.cache/minivmm"))
 
