@@ -259,6 +259,10 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 	uint64_t prev = s->pages_data + s->pages_zero, bw = 0, last = s->rate_t0;
 	bool synced = false;
 
+	/* Until a round is measured, the first pass's rate stands in. */
+	if (now_ns() > s->rate_t0)
+		bw = s->round_bytes * 1000000000ULL / (now_ns() - s->rate_t0);
+
 	for (unsigned round = 0; round < MAX_ROUNDS; round++) {
 		uint64_t t0 = now_ns(), expected_ms, dirty;
 		int64_t n = collect_dirty(s, bits);
@@ -267,8 +271,8 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 			return -1;
 		dirty = (uint64_t)n;
 		expected_ms = bw ? dirty * PAGE * 1000 / bw + SWITCH_COST_MS : UINT64_MAX;
-		pr_info("migration: round %u: %llu pages dirty, %.2f GB/s, expected downtime %lld ms, throttle %u%%%s",
-			round, (unsigned long long)dirty, (double)bw / 1e9,
+		pr_info("migration: round %u: %llu pages dirty, %.2f GB/s, expected downtime %lld ms, "
+			"throttle %u%%%s", round, (unsigned long long)dirty, (double)bw / 1e9,
 			expected_ms == UINT64_MAX ? -1LL : (long long)expected_ms, s->vm->throttle_pct,
 			synced ? " (destination synced)" : "");
 		stats_round(s, dirty, t0 - last, expected_ms == UINT64_MAX ? 0 : expected_ms);
@@ -295,7 +299,7 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 		pthread_mutex_lock(&s->m->stats_lock);
 		s->m->stats.pages_dirty_resent += dirty;
 		pthread_mutex_unlock(&s->m->stats_lock);
-		if (now_ns() > t0)
+		if (s->round_bytes && now_ns() > t0)
 			bw = s->round_bytes * 1000000000ULL / (now_ns() - t0);
 	}
 	return 0;
