@@ -180,7 +180,11 @@ def assert_source_running(src, ssock, status=("failed",)):
 def test_destination_dies_source_resumes(guest_factory, tmp_path, phase):
     src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
     src.command("fill 128M", r"^FILL done")
-    src.command("dirty 64M 0", r"^DIRTY started")      # so there are rounds
+    src.command("dirty 64M 0", r"^DIRTY started")
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    # 64 MiB of dirty pages would go in one pause of ~50 ms: ask for less, so there are rounds.
+    q.cmd("migrate-set-parameters", {"downtime-limit": 5})
     dst, uri, _ = destination(tmp_path, env={"MINIVMM_FAILPOINTS": phase})
     try:
         r = migrate(ssock, uri)
