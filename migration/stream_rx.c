@@ -198,7 +198,8 @@ static int check_end(struct stream_rx *rx, const struct record *rec, uint64_t ra
 }
 
 /* Tests kill the destination at the first RAM record of a precopy pass
- * (record flags name the pass; unknown values are only informational). */
+ * (record flags name the pass; unknown values are only informational), or
+ * for the final pass at the state record if no page came before it. */
 static void phase_failpoint(struct stream_rx *rx, uint32_t phase)
 {
 	static const char *const names[] = {
@@ -265,6 +266,8 @@ static int read_ram(struct stream_rx *rx)
 			continue;
 		}
 		if (rec.type == REC_STATE) {
+			/* Stop-and-copy may have had no page left to send. */
+			phase_failpoint(rx, RAM_PHASE_FINAL);
 			rx->state = rec;
 			return 0;
 		}

@@ -5,7 +5,8 @@
  * timer. MINIVMM_FAILPOINTS="name[,name...]" in the environment arms them;
  * unset (always, in production) they cost one pointer test. Names used:
  *   dst-kill-bulk, dst-kill-rounds, dst-kill-final   the destination SIGKILLs
- *       itself at the first RAM record of that precopy pass
+ *       itself at the first RAM record of that precopy pass (final: or at the
+ *       state record, when the pause left no page to send)
  *   dst-kill-before-ready   ...after the end record checked out, before READY
  *   dst-error-before-ready  ...answers ERROR instead of READY
  *   dst-kill-after-go       ...after GO, before RUNNING (the source stays paused)
