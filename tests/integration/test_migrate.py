@@ -251,14 +251,22 @@ def test_keep_source_paused(guest_factory, tmp_path):
         dst.kill()
 
 
-def test_cancel(guest_factory, tmp_path):
+def filled_pair(guest_factory, tmp_path, params):
+    """A source with 256 MiB filled, a destination, and the source's control
+    socket with these migrate parameters set."""
     src, ssock = source(guest_factory, tmp_path, memory="512M")
     src.command("fill 256M", r"^FILL done")
     dst, uri, _ = destination(tmp_path)
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    q.cmd("migrate-set-parameters", params)
+    return src, ssock, dst, uri, q
+
+
+def test_cancel(guest_factory, tmp_path):
+    # ~30 s for 256 MiB at this rate: the cancel surely comes first.
+    src, ssock, dst, uri, q = filled_pair(guest_factory, tmp_path, {"max-bandwidth": 8 << 20})
     try:
-        q = Qmp(ssock)
-        q.cmd("qmp_capabilities")
-        q.cmd("migrate-set-parameters", {"max-bandwidth": 8 << 20})   # ~30 s for 256M
         assert q.cmd("migrate", {"uri": uri}) == {"return": {}}
         q.event("MIGRATION", lambda e: e["data"]["status"] == "setup")
         assert q.cmd("migrate_cancel") == {"return": {}}
@@ -274,13 +282,8 @@ def test_cancel(guest_factory, tmp_path):
 def test_cancel_with_stalled_destination(guest_factory, tmp_path):
     """A cancel does not wait for the stall timeout: the source cuts the
     connection it is blocked on and resumes at once."""
-    src, ssock = source(guest_factory, tmp_path, memory="512M")
-    src.command("fill 256M", r"^FILL done")
-    dst, uri, _ = destination(tmp_path)
+    src, ssock, dst, uri, q = filled_pair(guest_factory, tmp_path, {"stall-timeout": 600000})
     try:
-        q = Qmp(ssock)
-        q.cmd("qmp_capabilities")
-        q.cmd("migrate-set-parameters", {"stall-timeout": 600000})
         os.kill(dst.proc.pid, signal.SIGSTOP)           # connects (backlog), never reads
         assert q.cmd("migrate", {"uri": uri}) == {"return": {}}
         q.event("MIGRATION", lambda e: e["data"]["status"] == "setup", timeout=20)
@@ -308,13 +311,8 @@ def test_cancel_with_stalled_destination(guest_factory, tmp_path):
 
 
 def test_stalled_destination(guest_factory, tmp_path):
-    src, ssock = source(guest_factory, tmp_path, memory="512M")
-    src.command("fill 256M", r"^FILL done")
-    dst, uri, _ = destination(tmp_path)
+    src, ssock, dst, uri, q = filled_pair(guest_factory, tmp_path, {"stall-timeout": 1000})
     try:
-        q = Qmp(ssock)
-        q.cmd("qmp_capabilities")
-        q.cmd("migrate-set-parameters", {"stall-timeout": 1000})
         os.kill(dst.proc.pid, signal.SIGSTOP)
         r = migrate(ssock, uri, timeout=60)
         assert r.returncode == 1, r.stderr
