@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "migration/ram_batch.h"
 #include "migration/stream.h"
@@ -109,35 +108,19 @@ static int check_batch(const struct ram_loader *l, const uint8_t *p, uint64_t le
 
 /*
  * Guest RAM is shmem, and mapping fresh shmem pages one fault at a time
- * costs more than the copy: runs of data pages go into the memfd with
- * pwrite (page cache, no page-table work); KVM maps them when the guest
- * touches them. A mapped copy-on-write file region gets memcpy.
+ * costs more than the copy: runs of data pages go in with guest_mem_load
+ * (pwrite into the memfd); KVM maps them when the guest touches them.
  */
 static int write_run(struct ram_loader *l, uint64_t gpa, const uint8_t *data, uint64_t len)
 {
 	const struct mem_region *r = guest_mem_region(l->mem, gpa);
-	uint64_t off = gpa - r->gpa;
 
-	if (r->file_backed) {
-		memcpy(r->hva + off, data, len);
+	if (guest_mem_load(r, gpa - r->gpa, data, len) == 0)
 		return 0;
-	}
-	while (len) {
-		ssize_t n = pwrite(r->memfd, data, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			/* Not printed here: this may run on the applier thread. */
-			snprintf(l->error, sizeof(l->error), "ram record: writing guest RAM at 0x%llx: %s",
-				 (unsigned long long)(r->gpa + off), n < 0 ? strerror(errno) : "no progress");
-			return -1;
-		}
-		data += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
+	/* Not printed here: this may run on the applier thread. */
+	snprintf(l->error, sizeof(l->error), "ram record: writing guest RAM at 0x%llx: %s",
+		 (unsigned long long)gpa, strerror(errno));
+	return -1;
 }
 
 /* Track which pages hold data, so a later zero entry clears only those. */

@@ -201,8 +201,6 @@ static int read_extent(int fd, uint8_t *dst, uint64_t len, uint64_t off)
 static int read_pages(int fd, uint64_t base, struct mem_region *r, uint64_t d, uint64_t h,
 		      uint32_t *page_crc, uint8_t *buf)
 {
-	struct ram_stats ignored = { 0 };       /* bytes_written counts file writes */
-
 	while (d < h) {
 		uint64_t len = h - d > READ_CHUNK ? READ_CHUNK : h - d;
 
@@ -210,8 +208,10 @@ static int read_pages(int fd, uint64_t base, struct mem_region *r, uint64_t d, u
 			return -1;
 		for (uint64_t p = 0; page_crc && p < len; p += PAGE)
 			page_crc[(d + p) / PAGE] = crc32c(0, buf + p, PAGE);
-		if (write_run(r->memfd, buf, len, d, &ignored) < 0)
+		if (guest_mem_load(r, d, buf, len) < 0) {
+			pr_err("writing restored guest RAM: %s", strerror(errno));
 			return -1;
+		}
 		d += len;
 	}
 	return 0;

@@ -127,6 +127,35 @@ int guest_mem_write(struct guest_mem *mem, uint64_t gpa, const void *src, uint64
 	return 0;
 }
 
+int guest_mem_load(const struct mem_region *r, uint64_t off, const void *src, uint64_t len)
+{
+	const uint8_t *p = src;
+
+	if (off > r->size || len > r->size - off) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (r->file_backed) {
+		memcpy(r->hva + off, p, len);
+		return 0;
+	}
+	while (len) {
+		ssize_t n = pwrite(r->memfd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
 int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len)
 {
 	const void *src = guest_mem_ptr(mem, gpa, len);

@@ -50,6 +50,11 @@ const struct mem_region *guest_mem_region(const struct guest_mem *mem, uint64_t 
 /* Copy into/out of guest RAM; -1 if any byte falls outside RAM. */
 int guest_mem_write(struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len);
 int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len);
+/* Loading a VM that has not run yet (restore, incoming migration): write
+ * [off, off+len) of region `r` through its memfd (page cache: no page
+ * faults; a copy-on-write file region gets memcpy). Not marked dirty: there
+ * is nothing to track yet. 0, or -1 with errno. */
+int guest_mem_load(const struct mem_region *r, uint64_t off, const void *src, uint64_t len);
 /* Record that the VMM wrote [gpa, gpa+len) by some other means. Call it
  * after the write completes, so a harvest in between sees it again. */
 void guest_mem_mark_dirty(struct guest_mem *mem, uint64_t gpa, uint64_t len);

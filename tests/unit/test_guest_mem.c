@@ -110,6 +110,29 @@ START_TEST(dirty_high_region)
 }
 END_TEST
 
+/* Loading writes through the memfd, lands where the mapping shows it, marks
+ * nothing dirty and refuses to run past the region. */
+START_TEST(load_through_memfd)
+{
+	struct guest_mem m;
+	const struct mem_region *r;
+	uint8_t buf[3 * 4096];
+
+	memset(buf, 0x5a, sizeof(buf));
+	ck_assert_int_eq(guest_mem_init(&m, 64 * MiB), 0);
+	r = &m.regions[0];
+	ck_assert_int_eq(guest_mem_load(r, 4096, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(r->hva[4095], 0);
+	ck_assert_int_eq(r->hva[4096], 0x5a);
+	ck_assert_int_eq(r->hva[4 * 4096 - 1], 0x5a);
+	ck_assert_int_eq(r->hva[4 * 4096], 0);
+	ck_assert(!guest_mem_page_dirty(r, 1));
+	ck_assert_int_eq(guest_mem_load(r, r->size - 4096, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(guest_mem_load(r, r->size + 4096, buf, 1), -1);
+	guest_mem_destroy(&m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("guest_mem");
@@ -121,6 +144,7 @@ int main(void)
 	tcase_add_test(tc, bad_sizes);
 	tcase_add_test(tc, dirty_write_crossing_pages);
 	tcase_add_test(tc, dirty_high_region);
+	tcase_add_test(tc, load_through_memfd);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }
