@@ -259,6 +259,9 @@ static void *harvester(void *arg)
 		}
 		t->wanted = false;
 		if (harvest_locked(vm) < 0) {
+			/* No more harvests: release vCPUs waiting for one. */
+			t->harvester_stop = true;
+			pthread_cond_broadcast(&t->harvested);
 			vm_request_stop(vm, VM_STOP_ERROR);
 			break;
 		}

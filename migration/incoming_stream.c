@@ -28,7 +28,6 @@
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
 
-
 struct incoming {
 	struct vm *vm;
 	const struct vm_config *cmdline;

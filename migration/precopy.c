@@ -32,11 +32,9 @@
 #define THROTTLE_STEP   20
 #define THROTTLE_MAX    99
 #define CONNECT_MS      5000
-#define SEND_BATCH      RAM_BATCH_SEND_PAGES
 /* The switchover's fixed part, on top of the final pages: freezing vCPUs and
  * devices, state, the READY/GO/RUNNING round trips (1-2 ms measured here). */
 #define SWITCH_COST_MS  2
-_Static_assert(SEND_BATCH <= RAM_BATCH_MAX_PAGES, "a batch the format allows");
 
 struct sender {
 	struct migration *m;
@@ -44,7 +42,7 @@ struct sender {
 	struct chan c;
 	struct chan ret;        /* the return path: same socket, its own counts */
 	struct ram_batch_hdr hdr;
-	uint64_t entries[SEND_BATCH];
+	uint64_t entries[RAM_BATCH_SEND_PAGES];
 	/* Pages are copied here before they go out: the guest keeps writing
 	 * while we send, and the record's CRC must cover the bytes sent. A
 	 * page changed after its copy is dirty again and goes in a later pass.
@@ -88,8 +86,8 @@ static int batch_flush(struct sender *s)
 	iov[0] = (struct iovec){ &s->hdr, sizeof(s->hdr) };
 	iov[1] = (struct iovec){ s->entries, s->hdr.count * sizeof(uint64_t) };
 	iov[2] = (struct iovec){ s->stage, (size_t)s->staged * PAGE };
-	if (record_writev_crc(&s->c, REC_RAM, s->phase, iov, s->staged ? 3 : 2,
-			      s->staged ? s->stage_crc : crc32c(0, iov[1].iov_base, iov[1].iov_len)) < 0)
+	if ((s->staged ? record_writev_crc(&s->c, REC_RAM, s->phase, iov, 3, s->stage_crc) :
+			 record_writev(&s->c, REC_RAM, s->phase, iov, 2)) < 0)
 		return -1;
 	s->round_bytes += s->c.bytes - before;
 	rate_limit(s, s->c.bytes - before);
@@ -113,7 +111,7 @@ static int send_page(struct sender *s, uint64_t gpa, const uint8_t *p)
 {
 	uint8_t *copy;
 
-	if (s->hdr.count == SEND_BATCH && batch_flush(s) < 0)
+	if (s->hdr.count == RAM_BATCH_SEND_PAGES && batch_flush(s) < 0)
 		return -1;
 	copy = s->stage + (size_t)s->staged * PAGE;
 	memcpy(copy, p, PAGE);
@@ -460,7 +458,7 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 	s->m = m;
 	s->vm = m->vm;
 	s->c.fd = -1;
-	s->stage = malloc(SEND_BATCH * PAGE);
+	s->stage = malloc(RAM_BATCH_SEND_PAGES * PAGE);
 	bits = bits_alloc(s->vm);
 	if (!bits || !s->stage || open_channel(s, u) < 0)
 		goto out;

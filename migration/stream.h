@@ -52,6 +52,7 @@ struct ram_batch_hdr {
  * checksum to the socket, and on the destination from recv to guest RAM. */
 #define RAM_BATCH_SEND_PAGES 256
 #define RAM_BATCH_BYTES(pages) (sizeof(struct ram_batch_hdr) + (pages) * (8ULL + 4096))
+_Static_assert(RAM_BATCH_SEND_PAGES <= RAM_BATCH_MAX_PAGES, "a batch the format allows");
 
 /* REC_REPLY payload: a code, then an optional NUL-terminated message. */
 enum reply_code {

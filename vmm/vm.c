@@ -244,6 +244,16 @@ static int vcpus_create(struct vm *vm)
 	return 0;
 }
 
+static void cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &a);
+	pthread_condattr_destroy(&a);
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
@@ -255,14 +265,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->pio.name = "pio";
 	vm->mmio.name = "mmio";
 	pthread_mutex_init(&vm->pause_lock, NULL);
-	{
-		pthread_condattr_t a;   /* throttled vCPUs wait on it with a monotonic deadline */
-
-		pthread_condattr_init(&a);
-		pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-		pthread_cond_init(&vm->pause_cond, &a);
-		pthread_condattr_destroy(&a);
-	}
+	cond_init_monotonic(&vm->pause_cond);  /* throttled vCPUs wait with a deadline */
 	if (kvm_open(vm) < 0 || kvm_check_vcpus(vm) < 0)
 		return EXIT_USAGE;
 	/* Devices register with the loop as they are created. */
