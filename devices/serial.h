@@ -14,6 +14,8 @@
 
 struct vm;
 struct serial;
+struct state_writer;
+struct state_reader;
 
 struct serial *serial_create(struct vm *vm, uint16_t port, unsigned irq, int out_fd);
 void serial_destroy(struct serial *s);
@@ -22,5 +24,11 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
 /* An eventfd that becomes readable when the guest has emptied the RX FIFO:
  * the console waits on it instead of polling when input is backed up. */
 int serial_rx_drained_fd(struct serial *s);
+
+/* State: registers, divisor, RX FIFO contents and the pending THRE
+ * interrupt, as node "serial" (version 1). Load re-raises a pending
+ * interrupt; a stream without the node leaves the UART as reset. */
+void serial_save(struct serial *s, struct state_writer *w);
+int serial_load(struct serial *s, const struct state_reader *parent);
 
 #endif

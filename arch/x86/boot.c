@@ -133,10 +133,30 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t size,
 	return boot_linux_vmlinux(mem, img, size, &info, cfg, entry);
 }
 
+/* See LAYOUT_RESET_VECTOR: real mode, CS base 0xF0000. */
+static int write_reset_vector(struct guest_mem *mem)
+{
+	static const uint8_t stub[] = {
+		0xb0, 0xfe,             /* mov al, 0xfe: "pulse reset" */
+		0xe6, PORT_I8042_CMD,   /* out 0x64, al */
+		0xfa,                   /* cli */
+		0xf4,                   /* 1: hlt */
+		0xeb, 0xfd,             /* jmp 1b */
+	};
+
+	if (guest_mem_write(mem, LAYOUT_RESET_VECTOR, stub, sizeof(stub)) < 0) {
+		pr_err("cannot write the reset vector");
+		return -1;
+	}
+	return 0;
+}
+
 int x86_load_kernel(struct guest_mem *mem, const uint8_t *img, size_t img_size,
 		    const struct boot_config *cfg, struct boot_entry *entry)
 {
 	memset(entry, 0, sizeof(*entry));
+	if (write_reset_vector(mem) < 0)
+		return -1;
 	if ((unsigned)cfg->protocol > BOOT_LINUX64) {
 		pr_err("kernel: unknown boot protocol %d", cfg->protocol);
 		return -1;

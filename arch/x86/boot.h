@@ -3,7 +3,8 @@
  * Kernel loading for x86: recognises the image, places kernel, initrd and
  * command line in guest RAM, writes boot_params (Linux 64-bit boot protocol)
  * or hvm_start_info (PVH), the e820 map and, for long-mode entry, the
- * identity page tables and GDT. Touches guest RAM only through guest_mem.
+ * identity page tables and GDT, and a reset-vector stub that reboots through
+ * the i8042 (layout.h: LAYOUT_RESET_VECTOR). Touches guest RAM only through guest_mem.
  * It does not set vCPU registers: it says what they must be in boot_entry.
  *
  * Images: bzImage (setup header "HdrS", protocol >= 2.12, XLF_KERNEL_64),

@@ -25,7 +25,16 @@
 #define LAYOUT_EBDA_START     0x9FC00ULL  /* reserved in e820 up to 1 MiB */
 #define LAYOUT_HIGH_MEM_START 0x100000ULL /* 1 MiB: first byte of ordinary RAM above */
 #define LAYOUT_ACPI_START     0xE0000ULL  /* RSDP first (legacy scan area), then the */
-#define LAYOUT_ACPI_SIZE      0x20000ULL  /*   other ACPI tables, all inside 0xE0000-0xFFFFF */
+#define LAYOUT_ACPI_SIZE      0x1FFF0ULL  /*   other ACPI tables, inside 0xE0000-0xFFFEF */
+/*
+ * The reset vector, F000:FFF0: where a CPU starts after reset and where
+ * Linux jumps to reboot through "the BIOS" (machine_real_restart). On a
+ * hardware-reduced ACPI machine without EFI that is Linux's default way to
+ * reboot (and to act on panic=N), not the keyboard controller. There is no
+ * BIOS here: a 16-bit stub pulses the i8042 reset line instead, which
+ * minivmm treats as a reboot, then halts.
+ */
+#define LAYOUT_RESET_VECTOR   0xFFFF0ULL
 
 /* --- Kernel and initrd --------------------------------------------------- */
 #define LAYOUT_KERNEL_DEFAULT 0x100000ULL /* bzImage protected-mode code, 1 MiB */

@@ -2,11 +2,20 @@
 """Shared harness for integration tests: real minivmm processes on /dev/kvm.
 
 Every wait is for a marker on the console with a timeout, never a fixed sleep.
+Timeouts are written for native speed; MINIVMM_TIME_FACTOR (set by
+scripts/nested, where everything is emulated) scales every wait made through
+this harness (Proc, Qmp, run_minivmm, scaled()). A watchdog dumps the kernel
+stacks of a test's processes and kills them when the test runs past
+MINIVMM_TEST_WATCHDOG seconds (default 300), so a stuck test fails and says
+where it was stuck instead of hanging the run.
 """
+import faulthandler
+import io
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -17,12 +26,108 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MINIVMM = os.environ.get("MINIVMM") or os.path.join(ROOT, "minivmm")
 GUEST = os.path.join(ROOT, "tests", "guest", "guest.elf")
 CACHE = os.environ.get("MINIVMM_CACHE", os.path.expanduser("~/.cache/minivmm"))
+TIME_FACTOR = float(os.environ.get("MINIVMM_TIME_FACTOR") or 1)
+NESTED = os.environ.get("MINIVMM_NESTED_GUEST") == "1"
+
+
+def scaled(seconds):
+    """A timeout written for native speed, stretched for slower hosts."""
+    return seconds * TIME_FACTOR
+
+
+# Not scaled: the slowest test takes ~60 s in the nested VM and ~40 s natively
+# (PVM), and a stuck test must not eat the nested run's time limit.
+WATCHDOG = float(os.environ.get("MINIVMM_TEST_WATCHDOG") or 300)
+
+
+def _descendants(root):
+    """Every process below `root`, children before grandchildren."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(0), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        return f"({e.strerror})"
+
+
+def _stacks_report(pids):
+    """Each process's command line and, per thread, its state, wait channel
+    and kernel stack: where a stuck minivmm (or its kernel) is waiting."""
+    out = io.StringIO()
+    for pid in pids:
+        cmd = _read(f"/proc/{pid}/cmdline").replace("\0", " ")
+        out.write(f"--- pid {pid}: {cmd}\n")
+        try:
+            tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+        except OSError:
+            continue
+        for tid in tids:
+            t = f"/proc/{pid}/task/{tid}"
+            state = next((l for l in _read(f"{t}/status").splitlines()
+                          if l.startswith("State:")), "State: ?")
+            out.write(f"  tid {tid} {_read(f'{t}/comm')} {state.split(None, 1)[-1]} "
+                      f"wchan={_read(f'{t}/wchan')}\n")
+            for line in _read(f"{t}/stack").splitlines():
+                out.write(f"    {line}\n")
+    return out.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def watchdog(request):
+    """Fail a test that runs past WATCHDOG seconds: print where its processes
+    and our own threads are stuck, then kill the processes so that its waits
+    end (EOF) and the run goes on."""
+    fired = threading.Event()
+
+    def bite():
+        fired.set()
+        pids = _descendants(os.getpid())
+        report = (f"\nwatchdog: {request.node.nodeid} still running after {WATCHDOG:.0f} s; "
+                  f"kernel stacks of its processes:\n" + _stacks_report(pids))
+        capman = request.config.pluginmanager.getplugin("capturemanager")
+        with capman.global_and_fixture_disabled():
+            sys.stderr.write(report)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            sys.stderr.flush()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    timer = threading.Timer(WATCHDOG, bite)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+    if fired.is_set():
+        pytest.fail(f"watchdog: the test ran past {WATCHDOG:.0f} s (stacks printed above)")
 
 
 def pytest_configure(config):
     # Fail the whole run, loudly, rather than skipping: these tests are the point.
     if not os.path.exists("/dev/kvm"):
-        raise pytest.UsageError("/dev/kvm is missing: the integration tests need KVM")
+        raise pytest.UsageError("/dev/kvm is missing: the integration tests need KVM "
+                                "(scripts/test runs them in the nested test VM; by hand: "
+                                "scripts/nested tests/run-kvm integration)")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         raise pytest.UsageError("/dev/kvm is not accessible: run as root or join group kvm")
     for path in (MINIVMM, GUEST):
@@ -78,6 +183,7 @@ class Proc:
         """Wait for a line matching regex `pattern`; return (match, index)."""
         sink = self.lines if sink is None else sink
         rx = re.compile(pattern)
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         i = start
         with self.cond:
@@ -114,6 +220,7 @@ class Proc:
         return m
 
     def wait_exit(self, timeout=10.0):
+        timeout = scaled(timeout)
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -172,7 +279,7 @@ def guest_with_socket(guest_factory, tmp_path, name="src", cpus=2, memory="512M"
 def run_minivmm(args, timeout=20, **kw):
     """Run minivmm to completion; returns CompletedProcess (stdout+stderr text)."""
     return subprocess.run([MINIVMM, *args], stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+                          text=True, timeout=scaled(timeout), **kw)
 
 
 class Qmp:
@@ -183,7 +290,7 @@ class Qmp:
         import socket
         self._json = json
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(scaled(timeout))
         self.sock.connect(path)
         self.buf = b""
         self.events = []
@@ -191,7 +298,7 @@ class Qmp:
 
     def recv_line(self, timeout=None):
         if timeout is not None:
-            self.sock.settimeout(timeout)
+            self.sock.settimeout(scaled(timeout))
         while b"\n" not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:
@@ -224,7 +331,7 @@ class Qmp:
 
     def event(self, name, pred=lambda e: True, timeout=20.0):
         """The first event `name` matching `pred`, received already or within `timeout`."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             for i, e in enumerate(self.events):
                 if e["event"] == name and pred(e):
@@ -232,7 +339,7 @@ class Qmp:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"no {name} event within {timeout}s; got {self.events}")
-            msg = self.recv(timeout=left)
+            msg = self.recv(timeout=left / TIME_FACTOR)
             assert "event" in msg, f"a reply nobody asked for: {msg}"
             self.events.append(msg)
 

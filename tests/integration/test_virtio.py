@@ -173,13 +173,17 @@ def ping(ns, ip, count=3):
     """The host pings the guest from inside the namespace: `ping` if installed,
     else the same with a raw ICMP socket."""
     if shutil.which("ping"):
+        # -w: wait for all `count` replies until a deadline (with -W alone, ping
+        # gives up on late replies once one came back, 2x its RTT later).
+        deadline = int(conftest.scaled(10))
         r = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.2",
-                            "-W", "2", ip], capture_output=True, text=True, timeout=30)
+                            "-w", str(deadline), ip], capture_output=True, text=True,
+                           timeout=deadline + 20)
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"{count} received" in r.stdout, r.stdout
         return
     s = ns_socket(ns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    s.settimeout(2)
+    s.settimeout(conftest.scaled(2))
     try:
         for seq in range(1, count + 1):
             payload = b"minivmm-ping-%d" % seq

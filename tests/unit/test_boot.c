@@ -112,6 +112,9 @@ START_TEST(bzimage_valid)
 	ck_assert_uint_eq(bp.e820_table[2].addr, MiB);
 	ck_assert_uint_eq(bp.e820_table[2].size, TEST_RAM - MiB);
 	ck_assert_uint_eq(bp.e820_table[2].type, E820_RAM);
+	/* The reset vector (reserved area) pulses the i8042 reset line. */
+	ck_assert_mem_eq(guest_mem_ptr(&mem, LAYOUT_RESET_VECTOR, 4), "\xb0\xfe\xe6\x64", 4);
+	ck_assert_uint_le(LAYOUT_ACPI_START + LAYOUT_ACPI_SIZE, LAYOUT_RESET_VECTOR);
 }
 END_TEST
 
