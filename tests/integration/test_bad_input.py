@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import GUEST, MINIVMM, run_minivmm
+from conftest import GUEST, MINIVMM, run_minivmm, scaled
 
 
 def assert_usage_error(r, words):
@@ -85,7 +85,7 @@ def test_no_dev_kvm():
     """In a mount namespace whose /dev has no kvm node."""
     cmd = f"mount -t tmpfs none /dev && exec {MINIVMM} --kernel {GUEST}"
     r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", cmd],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=scaled(20))
     assert_usage_error(r, ["/dev/kvm"])
 
 
@@ -94,5 +94,5 @@ def test_dev_kvm_permission_denied():
         pytest.fail("setpriv (util-linux) is needed")
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                         MINIVMM, "--kernel", GUEST], stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=20)
+                       capture_output=True, text=True, timeout=scaled(20))
     assert_usage_error(r, ["/dev/kvm"])

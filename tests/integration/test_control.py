@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import GUEST, MINIVMM, Qmp, run_minivmm
+from conftest import GUEST, MINIVMM, Qmp, run_minivmm, scaled
 
 HB = re.compile(r"HB seq=(\d+)")
 
@@ -175,7 +175,7 @@ def test_too_many_clients(vm):
     clients.pop().close()
     # The VM sees that hang-up on its next loop turn, maybe after our
     # connect: retry (each try is a round trip) until the slot is free.
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + scaled(5)
     while "QMP" not in (q := Qmp(path)).greeting:
         assert time.monotonic() < deadline, "slot never freed"
         q.close()
@@ -323,7 +323,7 @@ def test_default_socket_folder_two_vms(guest_factory, sockdir):
     assert (r.returncode, r.stdout) == (0, "running\n")
     # A second VM may not take a name that is in use.
     r = subprocess.run([MINIVMM, "--kernel", GUEST, "--name", "alpha"], env=env,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=scaled(20))
     assert r.returncode == 2
     one_error_line(r, "alpha.sock")
     assert run_minivmm(["--name", "alpha", "--quit"], env=env).returncode == 0

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from conftest import GUEST, MINIVMM, Proc
+from conftest import GUEST, MINIVMM, Proc, scaled
 from test_snapshot import HB, digest, last_hb, save, wait_socket
 
 (REC_HEADER, REC_MACHINE, REC_RAM, REC_RAM_INDEX, REC_STATE, REC_END, REC_GO, REC_REPLY,
@@ -197,7 +197,7 @@ class Dest(Proc):
             s.connect(self.bound[5:])
         else:
             host, port = self.bound[4:].rsplit(":", 1)
-            s = socket.create_connection((host, int(port)), timeout=30)
+            s = socket.create_connection((host, int(port)), timeout=scaled(30))
         self.sock = s
         return s
 
@@ -512,11 +512,11 @@ def test_bad_machine_and_state(snap, dest_factory):
 def test_bad_uri_and_options(tmp_path):
     for args, words in ((["--incoming", "tcp:nohost"], ["tcp:"]),
                         (["--incoming", "tcp:127.0.0.1:0", "--lazy"], ["--lazy"])):
-        r = subprocess.run([MINIVMM, *args], capture_output=True, text=True, timeout=10)
+        r = subprocess.run([MINIVMM, *args], capture_output=True, text=True, timeout=scaled(10))
         errs = [l for l in r.stderr.splitlines() if l.strip()]
         assert r.returncode == 2 and len(errs) == 1, r.stderr
         assert all(w in errs[0] for w in words), errs
     env = dict(os.environ, MINIVMM_INCOMING_TIMEOUT="soon")
     r = subprocess.run([MINIVMM, "--incoming", "tcp:127.0.0.1:0"], capture_output=True,
-                       text=True, timeout=10, env=env)
+                       text=True, timeout=scaled(10), env=env)
     assert r.returncode == 2 and "MINIVMM_INCOMING_TIMEOUT" in r.stderr

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import CACHE, MINIVMM, Proc
+from conftest import CACHE, MINIVMM, Proc, scaled
 
 CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 clearcpuid=cx16 noxsave"
 FLAVOURS = ["cloud", "generic"]
@@ -79,7 +79,7 @@ def test_generic_bzimage_loads(tmp_path):
                "--boot", "linux64", "--cmdline", CMDLINE, "--paused", "--api-sock", sock])
     try:
         import time
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + scaled(20)
         while not os.path.exists(sock):
             assert vm.proc.poll() is None, vm.tail()
             assert time.monotonic() < deadline

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import GUEST, MINIVMM, Proc, Qmp, guest_with_socket, run_minivmm
+from conftest import GUEST, MINIVMM, Proc, Qmp, guest_with_socket, run_minivmm, scaled
 
 HB = r"^HB seq=(\d+) ns=(\d+)"
 LISTEN = r"minivmm: incoming migration: listening on (\S+)"
@@ -288,7 +288,7 @@ def test_cancel_with_stalled_destination(guest_factory, tmp_path):
         assert q.cmd("migrate", {"uri": uri}) == {"return": {}}
         q.event("MIGRATION", lambda e: e["data"]["status"] == "setup", timeout=20)
         # Wait until the sender is stuck: socket buffers full, no progress.
-        deadline, last, since = time.monotonic() + 20, -1, time.monotonic()
+        deadline, last, since = time.monotonic() + scaled(20), -1, time.monotonic()
         while time.monotonic() - since < 0.5:
             assert time.monotonic() < deadline, "the sender never blocked"
             sent = q.cmd("query-migrate")["return"]["ram"]["transferred"]
@@ -398,7 +398,7 @@ class UdpStream:
         self.thread.start()
 
     def probe(self, token):
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while time.monotonic() < deadline and not self.stop.is_set():
             try:
                 self.sock.sendto(token, (self.dst, 7))
@@ -457,7 +457,7 @@ def test_disk_and_net_in_use_during_migration(tmp_path):
         # does not wait for the guest to stop reading.
         q.cmd("migrate-set-parameters", {"max-bandwidth": 256 << 20})
         stream = UdpStream(ns.name, ns.host_ip(), "10.0.2.15")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while len(stream.acks) < 3:
             assert time.monotonic() < deadline, "no UDP echo before the migration"
             time.sleep(0.01)
@@ -473,7 +473,7 @@ def test_disk_and_net_in_use_during_migration(tmp_path):
         # The guest came with part of a queued command in its UART FIFO: end it.
         dst.send("\n")
         check_moved(src, dst)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while not stream.acks or stream.acks[-1] < t1 + 0.5:
             assert time.monotonic() < deadline, "the stream stopped at the switch"
             time.sleep(0.01)

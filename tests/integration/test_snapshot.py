@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import GUEST, MINIVMM, Proc, Qmp, guest_with_socket, run_minivmm
+from conftest import GUEST, MINIVMM, Proc, Qmp, guest_with_socket, run_minivmm, scaled
 
 HB = r"^HB seq=(\d+) ns=(\d+)"
 
@@ -61,7 +61,7 @@ def wait_socket(proc, sock):
     failing at once if the process died."""
     import subprocess as sp
     import time
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + scaled(20)
     while not os.path.exists(sock):
         assert time.monotonic() < deadline, "no control socket"
         try:

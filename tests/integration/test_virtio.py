@@ -497,7 +497,7 @@ def test_net_ping_and_udp(vguest, netns_factory):
         m = g.command(f"net send {ns.host_ip()} {rx.port} {total}",
                       r"^NETSEND bytes=(\d+) dgrams=(\d+) ns=(\d+) mbps=(\d+)", timeout=60)
         assert int(m.group(1)) == total
-        got, crc = rx.wait_bytes(total, timeout=20)
+        got, crc = rx.wait_bytes(total, timeout=conftest.scaled(20))
     finally:
         rx.close()
     assert got == total
