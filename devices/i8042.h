@@ -10,8 +10,14 @@
 
 struct vm;
 struct i8042;
+struct state_writer;
+struct state_reader;
 
 struct i8042 *i8042_create(struct vm *vm);
 void i8042_destroy(struct i8042 *k);
+/* State: control byte, pending command, unread output, node "i8042"
+ * (version 1); a stream without it leaves the controller as reset. */
+void i8042_save(struct i8042 *k, struct state_writer *w);
+int i8042_load(struct i8042 *k, const struct state_reader *parent);
 
 #endif

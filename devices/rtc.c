@@ -2,10 +2,13 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "arch/x86/layout.h"
 #include "devices/rtc.h"
+#include "migration/state.h"
+#include "vmm/log.h"
 #include "vmm/vm.h"
 
 #define RTC_SECONDS      0x00
@@ -25,6 +28,7 @@
 #define REG_B_BINARY     0x04
 #define REG_D_VALID      0x80
 #define CMOS_SIZE        128
+#define RTC_STATE_VERSION 1
 
 struct rtc {
 	pthread_mutex_t lock;
@@ -104,6 +108,39 @@ struct rtc *rtc_create(struct vm *vm)
 		return NULL;
 	}
 	return r;
+}
+
+/* The index register and the CMOS bytes; the clock is the host's, read live. */
+void rtc_save(struct rtc *r, struct state_writer *w)
+{
+	pthread_mutex_lock(&r->lock);
+	state_node_begin(w, "rtc", RTC_STATE_VERSION);
+	state_put_u32(w, "index", r->index);
+	state_put_bytes(w, "cmos", r->cmos, CMOS_SIZE);
+	state_node_end(w);
+	pthread_mutex_unlock(&r->lock);
+}
+
+int rtc_load(struct rtc *r, const struct state_reader *parent)
+{
+	uint8_t cmos[CMOS_SIZE];
+	struct state_reader n;
+	uint32_t index;
+
+	if (!state_node_exists(parent, "rtc"))  /* saved before it had state */
+		return 0;
+	if (state_node_open(parent, "rtc", &n) < 0 || state_check_version(&n, RTC_STATE_VERSION) < 0 ||
+	    state_get_u32(&n, "index", &index) < 0 || state_get_bytes(&n, "cmos", cmos, CMOS_SIZE) < 0)
+		return -1;
+	if (index >= CMOS_SIZE) {
+		pr_err("device state: %s/index = %u is out of range", n.path, index);
+		return -1;
+	}
+	pthread_mutex_lock(&r->lock);
+	r->index = (uint8_t)index;
+	memcpy(r->cmos, cmos, CMOS_SIZE);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
 }
 
 void rtc_destroy(struct rtc *r)

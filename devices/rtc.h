@@ -9,8 +9,14 @@
 
 struct vm;
 struct rtc;
+struct state_writer;
+struct state_reader;
 
 struct rtc *rtc_create(struct vm *vm);
 void rtc_destroy(struct rtc *rtc);
+/* State: the index register and the 128 CMOS bytes, node "rtc" (version 1);
+ * a stream without it leaves the CMOS as at power-on. */
+void rtc_save(struct rtc *rtc, struct state_writer *w);
+int rtc_load(struct rtc *rtc, const struct state_reader *parent);
 
 #endif

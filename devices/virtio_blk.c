@@ -72,6 +72,7 @@ struct blk {
 	char path[PATH_MAX];
 	char serial[BLK_ID_BYTES + 1];
 	int fd;
+	bool released;                  /* fd is /dev/null: a migration's destination has the image */
 	uint64_t size;                  /* bytes, a multiple of 512 */
 	struct blk_config config;
 	struct virtio_device_ops ops;   /* blk_ops, adjusted for read-only */
@@ -371,11 +372,26 @@ static int blk_load(struct virtio_device *d, const struct state_reader *r)
 	return 0;
 }
 
+/* Before READY (quiesced): the guest's completed writes reach the image,
+ * so a destination on another host, reading shared storage, finds them. */
+static int blk_flush(struct virtio_device *d)
+{
+	struct blk *b = d->priv;
+
+	if (b->fd < 0 || b->released || b->cfg.readonly)
+		return 0;
+	if (fdatasync(b->fd) < 0) {
+		pr_err("--disk %s: cannot flush the image: %s", b->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Live migration, after READY: drop the image (and its lock) so the
  * destination can take it. The workers are quiesced; a read-only /dev/null
- * keeps the fd number from being reused under them and makes any later
- * request (a user `cont` after an unconfirmed GO) fail with an I/O error
- * instead of silently going nowhere. */
+ * keeps the fd number from being reused under them and makes any request
+ * before the image is taken back fail with an I/O error instead of
+ * silently going nowhere. */
 static void blk_release(struct virtio_device *d)
 {
 	struct blk *b = d->priv;
@@ -383,26 +399,44 @@ static void blk_release(struct virtio_device *d)
 
 	if (null >= 0 && b->fd >= 0) {
 		dup3(null, b->fd, O_CLOEXEC);
-		close(null);
+		b->released = true;
 	}
+	if (null >= 0)
+		close(null);
 }
 
-static int blk_open(struct blk *b);
+static int blk_open_image(struct blk *b, int *out, uint64_t *size);
 
-/* Incoming live migration, after GO: open and lock the image now. */
+/* Open and lock the image: after GO on an incoming migration, or on a
+ * source whose destination would not run the guest (in place of the
+ * /dev/null that release left, at the same fd number). */
 static int blk_attach(struct virtio_device *d)
 {
 	struct blk *b = d->priv;
-	uint64_t want = b->size;
+	uint64_t size;
+	int fd;
 
-	if (b->fd >= 0)
+	if (b->fd >= 0 && !b->released)
 		return 0;
-	if (blk_open(b) < 0)
+	if (blk_open_image(b, &fd, &size) < 0)
 		return -1;
-	if (b->size != want) {
+	if (size != b->size) {
 		pr_err("--disk %s: the image changed size during the migration", b->path);
+		close(fd);
 		return -1;
 	}
+	if (b->fd < 0) {
+		b->fd = fd;
+	} else {
+		/* The lock belongs to fd's open file, which b->fd now shares. */
+		if (dup3(fd, b->fd, O_CLOEXEC) < 0) {
+			pr_err("--disk %s: %s", b->path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		close(fd);
+	}
+	b->released = false;
 	return 0;
 }
 
@@ -447,52 +481,69 @@ static const struct virtio_device_ops blk_ops = {
 	.state_version = 1,
 	.save = blk_save,
 	.load = blk_load,
+	.flush = blk_flush,
 	.release = blk_release,
 	.attach = blk_attach,
 };
 
 
-static int blk_open(struct blk *b)
+/* The image opened and locked (OFD lock: shared when read-only) into *out. */
+static int blk_open_image(struct blk *b, int *out, uint64_t *size)
 {
 	struct flock lk = { .l_type = b->cfg.readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
 	struct stat st;
+	int fd;
 
-	b->fd = open(b->path, (b->cfg.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (b->fd < 0) {
+	fd = open(b->path, (b->cfg.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
 		pr_err("--disk %s: %s", b->path, strerror(errno));
 		return -1;
 	}
-	if (fstat(b->fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
 		pr_err("--disk %s: not a regular file or block device", b->path);
-		return -1;
+		goto err;
 	}
-	if (fcntl(b->fd, F_OFD_SETLK, &lk) < 0) {
+	if (fcntl(fd, F_OFD_SETLK, &lk) < 0) {
 		pr_err("--disk %s: image is in use by another process (%s)", b->path,
 		       strerror(errno));
-		return -1;
+		goto err;
 	}
-	b->size = (uint64_t)(S_ISBLK(st.st_mode) ? lseek(b->fd, 0, SEEK_END) : st.st_size);
-	b->size &= ~511ULL;
+	*size = (uint64_t)(S_ISBLK(st.st_mode) ? lseek(fd, 0, SEEK_END) : st.st_size) & ~511ULL;
+	*out = fd;
 	return 0;
+err:
+	close(fd);
+	return -1;
 }
 
-static int blk_stat(struct blk *b)
+static int blk_open(struct blk *b)
+{
+	return blk_open_image(b, &b->fd, &b->size);
+}
+
+/*
+ * An incoming live migration, before READY: everything about the image
+ * that can fail, checked without taking it from the source (no lock): it
+ * exists, is a regular file or block device, and opens in the mode the disk
+ * needs. Its size is checked against the stream's on load.
+ */
+static int blk_probe(struct blk *b)
 {
 	struct stat st;
+	int fd;
 
-	errno = 0;
-	if (stat(b->path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		pr_err("--disk %s: %s", b->path, errno ? strerror(errno) : "not a regular file");
+	fd = open(b->path, (b->cfg.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		pr_err("--disk %s: %s", b->path, strerror(errno));
 		return -1;
 	}
-	if (S_ISBLK(st.st_mode)) {      /* the size needs an open; no lock yet */
-		int fd = open(b->path, O_RDONLY | O_CLOEXEC);
-
-		st.st_size = fd < 0 ? 0 : lseek(fd, 0, SEEK_END);
-		if (fd >= 0)
-			close(fd);
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		pr_err("--disk %s: not a regular file or block device", b->path);
+		close(fd);
+		return -1;
 	}
-	b->size = (uint64_t)st.st_size & ~511ULL;
+	b->size = (uint64_t)(S_ISBLK(st.st_mode) ? lseek(fd, 0, SEEK_END) : st.st_size) & ~511ULL;
+	close(fd);
 	return 0;
 }
 
@@ -524,9 +575,9 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	b->cfg.path = b->path;
 	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial ? cfg->serial : "");
 	/* An incoming live migration takes the image (and its lock) only
-	 * after GO; until then just check it is there, and its size. */
+	 * after GO; until then it checks what it can without taking it. */
 	if (blk_io_init(&b->io) < 0 ||
-	    (vm->cfg.defer_backends ? blk_stat(b) : blk_open(b)) < 0) {
+	    (vm->cfg.defer_backends ? blk_probe(b) : blk_open(b)) < 0) {
 		blk_destroy(&(struct virtio_device){ .priv = b });
 		return -1;
 	}

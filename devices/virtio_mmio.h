@@ -64,11 +64,16 @@ struct virtio_device_ops {
 	 * for a snapshot or migration); resume undoes it. Lock not held. */
 	void (*quiesce)(struct virtio_device *d);
 	void (*resume)(struct virtio_device *d);
+	/* Make what the guest wrote durable on the backend (a disk's data on
+	 * the image); quiesced. -1 (said) if it cannot be. */
+	int (*flush)(struct virtio_device *d);
 	/* Give up the host backend (tap, disk lock): the guest now runs on
 	 * another host, which takes it over. The device stays quiesced. */
 	void (*release)(struct virtio_device *d);
-	/* Open the host backend now (an incoming migration, after GO); the
-	 * device was created without it. Main thread; lock not held. */
+	/* Open the host backend now: an incoming migration after GO (the
+	 * device was created without it), or a source taking back what it
+	 * released when the destination will not run the guest. Main thread or
+	 * the migration thread, quiesced; lock not held. No-op if attached. */
 	int (*attach)(struct virtio_device *d);
 	/* Device-specific state, inside the transport's node (lock held). */
 	uint32_t state_version;
@@ -115,6 +120,7 @@ void virtio_mmio_save(struct virtio_device *d, struct state_writer *w);
  * backends; checks device type, queue layout, ring addresses. */
 int virtio_mmio_load(struct virtio_device *d, const struct state_reader *parent);
 void virtio_mmio_quiesce(struct virtio_device *d);
+int virtio_mmio_flush(struct virtio_device *d);
 void virtio_mmio_release(struct virtio_device *d);
 int virtio_mmio_attach(struct virtio_device *d);
 void virtio_mmio_resume(struct virtio_device *d);

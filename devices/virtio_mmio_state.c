@@ -184,6 +184,11 @@ void virtio_mmio_resume(struct virtio_device *d)
 		eventfd_write(d->notify_fd[q], 1);
 }
 
+int virtio_mmio_flush(struct virtio_device *d)
+{
+	return d->ops->flush ? d->ops->flush(d) : 0;
+}
+
 void virtio_mmio_release(struct virtio_device *d)
 {
 	if (d->ops->release)

@@ -54,6 +54,7 @@ struct net {
 	struct net_config cfg;
 	char tap_name[IFNAMSIZ];
 	int tap_fd;
+	bool released;          /* tap_fd is /dev/null: a migration's destination has the tap */
 	bool rx_watched;
 	struct net_config_space config;
 	struct vq_elem elem;
@@ -255,23 +256,44 @@ static void net_release(struct virtio_device *d)
 	net_watch_rx(n, false);
 	/* Closing our tap file detaches us, so the destination can attach.
 	 * dup2 keeps the fd number valid for the event loop's bookkeeping. */
-	if (null >= 0) {
+	if (null >= 0 && n->tap_fd >= 0) {
 		dup3(null, n->tap_fd, O_CLOEXEC);
-		close(null);
+		n->released = true;
 	}
+	if (null >= 0)
+		close(null);
 	pthread_mutex_unlock(&d->lock);
 }
 
-static int tap_open(struct net *n);
+static int tap_open(const struct net *n);
 
-/* Main thread, before the guest runs: take the tap over from the source. */
+/* Main thread, before the guest runs: take the tap (over from the source,
+ * or back from a destination that will not run the guest, at the fd
+ * number release left). */
 static int net_attach(struct virtio_device *d)
 {
 	struct net *n = d->priv;
+	int fd;
 
-	if (n->tap_fd >= 0)
+	if (n->tap_fd >= 0 && !n->released)
 		return 0;
-	if (tap_open(n) < 0 || event_loop_add(&d->vm->loop, n->tap_fd, 0, net_on_tap, n) < 0)
+	fd = tap_open(n);
+	if (fd < 0)
+		return -1;
+	if (n->tap_fd >= 0) {
+		event_loop_del(&d->vm->loop, n->tap_fd);
+		if (dup3(fd, n->tap_fd, O_CLOEXEC) < 0) {
+			pr_err("--net tap=%s: %s", n->tap_name, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		close(fd);
+	} else {
+		n->tap_fd = fd;
+	}
+	n->released = false;
+	n->rx_watched = false;
+	if (event_loop_add(&d->vm->loop, n->tap_fd, 0, net_on_tap, n) < 0)
 		return -1;
 	if (virtio_live(d) &&
 	    ioctl(n->tap_fd, TUNSETOFFLOAD, tap_offloads(d->driver_features)) < 0)
@@ -342,32 +364,36 @@ static const struct virtio_device_ops net_ops = {
 	.load = net_load,
 };
 
-static int tap_open(struct net *n)
+/* A new fd attached to the tap (vnet headers on, no offloads yet), or -1. */
+static int tap_open(const struct net *n)
 {
 	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
-	int hdr = NET_HDR_LEN;
+	int hdr = NET_HDR_LEN, fd;
 
 	if (!if_nametoindex(n->tap_name)) {
 		pr_err("--net tap=%s: no such interface (create it: ip tuntap add %s mode tap)",
 		       n->tap_name, n->tap_name);
 		return -1;
 	}
-	n->tap_fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (n->tap_fd < 0) {
+	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		pr_err("--net tap=%s: /dev/net/tun: %s", n->tap_name, strerror(errno));
 		return -1;
 	}
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", n->tap_name);
-	if (ioctl(n->tap_fd, TUNSETIFF, &ifr) < 0) {
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		pr_err("--net tap=%s: cannot attach (%s): is it a tap, free, and yours?",
 		       n->tap_name, strerror(errno));
-		return -1;
+		goto err;
 	}
-	if (ioctl(n->tap_fd, TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(n->tap_fd, TUNSETOFFLOAD, 0) < 0) {
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
 		pr_err("--net tap=%s: vnet header set-up: %s", n->tap_name, strerror(errno));
-		return -1;
+		goto err;
 	}
-	return 0;
+	return fd;
+err:
+	close(fd);
+	return -1;
 }
 
 static void net_fill_config(struct net *n)
@@ -403,7 +429,7 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg)
 		net_destroy(&(struct virtio_device){ .priv = n });
 		return -1;
 	}
-	if (!vm->cfg.defer_backends && tap_open(n) < 0) {
+	if (!vm->cfg.defer_backends && (n->tap_fd = tap_open(n)) < 0) {
 		net_destroy(&(struct virtio_device){ .priv = n });
 		return -1;
 	}

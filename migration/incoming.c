@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,7 +67,8 @@ int incoming_run(struct vm *vm, const struct vm_config *cmdline)
 		       uri);
 		return EXIT_USAGE;
 	}
-	if (ret != EXIT_OK)
+	/* Told to quit before GO: the guest never runs here. */
+	if (ret != EXIT_OK || atomic_load(&vm->stop_reason))
 		return ret;
 	return vm_run(vm);
 }

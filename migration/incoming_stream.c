@@ -7,13 +7,20 @@
  * gone), and a non-zero exit: 2 when the stream or this host does not fit,
  * 1 when the connection failed.
  *
- * Host backends (disks, taps) are opened by vm_create(), i.e. before GO:
- * the source must have released them by then.
+ * Host backends (disks, taps) are checked before READY without taking them
+ * (the source still has them) and opened after GO. If that fails we let go
+ * of whatever we took and answer ERROR: the source takes them back and
+ * resumes. While we wait for GO the event loop runs, so SIGTERM or the
+ * control socket's `quit` are heard: before GO either gives the incoming
+ * migration up at once (ERROR to the source, which resumes); after RUNNING
+ * they mean what they mean for any VM.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -22,6 +29,7 @@
 #include "migration/crc32c.h"
 #include "migration/incoming_stream.h"
 #include "migration/machine.h"
+#include "migration/migration.h"
 #include "migration/stream_rx.h"
 #include "migration/uri.h"
 #include "migration/vmstate.h"
@@ -35,9 +43,11 @@ struct incoming {
 	struct mig_uri uri;
 	int fd;
 	unsigned timeout_s;
+	bool readable;          /* the connection has data (GO, we hope) */
 	struct chan c;
 	struct stream_rx rx;
 	char err[1024];         /* the first error, for the ERROR reply */
+	bool quit;              /* told to stop before GO: ERROR to the source, exit 0 */
 };
 
 static int parse_timeout(unsigned *out)
@@ -149,21 +159,67 @@ static int receive(struct incoming *in)
 		pr_err("incoming migration: cannot send READY to the source: %s", strerror(errno));
 		return EXIT_VM_FAILURE;
 	}
+	failpoint_kill("dst-kill-after-ready");
 	return EXIT_OK;
 }
 
-/* GO, then the guest is ours: clock, devices, RUNNING. */
+static void on_readable(void *opaque, uint32_t events)
+{
+	struct incoming *in = opaque;
+
+	(void)events;
+	in->readable = true;
+}
+
+/* Until GO is there to read, or we are told to stop, or the source's
+ * silence times out (then stream_rx_wait_go() says so). */
+static int wait_go_or_stop(struct incoming *in)
+{
+	struct vm *vm = in->vm;
+	uint64_t deadline = now_ns() + (uint64_t)in->timeout_s * 1000000000ULL;
+	int ret = EXIT_OK;
+
+	in->readable = false;
+	if (event_loop_add(&vm->loop, in->fd, EPOLLIN, on_readable, in) < 0)
+		return EXIT_VM_FAILURE;
+	pr_info("incoming migration: READY sent, waiting for GO");
+	while (!in->readable && !atomic_load(&vm->stop_reason) && now_ns() < deadline)
+		event_loop_run_once(&vm->loop, (int)((deadline - now_ns()) / 1000000) + 1);
+	event_loop_del(&vm->loop, in->fd);
+	if (atomic_load(&vm->stop_reason)) {
+		pr_err("incoming migration: told to quit before GO: given up, the guest stays "
+		       "at the source");
+		ret = EXIT_OK;
+		in->quit = true;
+	}
+	return ret;
+}
+
+/* GO, then the guest is ours: backends, clock, devices, RUNNING. */
 static int switchover(struct incoming *in)
 {
+	int ret = wait_go_or_stop(in);
+
+	if (ret != EXIT_OK || in->quit)
+		return ret;
 	if (stream_rx_wait_go(&in->rx) < 0)
 		return rx_status(in);
 	failpoint_kill("dst-kill-after-go");
 	/* The source let go of its disks and taps before GO: take them. If we
-	 * cannot, we say nothing more: the source stays paused, and tells. */
-	if (vm_attach_backends(in->vm) < 0)
+	 * cannot, let go of what we took, so the source can take all back. */
+	if (failpoint("dst-attach-fail-after-go")) {
+		pr_err("incoming migration: failpoint dst-attach-fail-after-go: cannot open the "
+		       "disks and taps");
 		return EXIT_USAGE;
-	if (vmstate_load_clock(in->vm, in->rx.state.payload, in->rx.state.length) < 0)
+	}
+	if (vm_attach_backends(in->vm) < 0) {
+		vm_release_backends(in->vm);
 		return EXIT_USAGE;
+	}
+	if (vmstate_load_clock(in->vm, in->rx.state.payload, in->rx.state.length) < 0) {
+		vm_release_backends(in->vm);
+		return EXIT_USAGE;
+	}
 	for (unsigned i = 0; i < in->vm->nr_virtio; i++)
 		virtio_mmio_resume(in->vm->virtio[i]);
 	/* The source never resumes after GO, so the guest runs here even if
@@ -195,7 +251,7 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 	if (ret == EXIT_OK)
 		ret = switchover(&in);
 	log_capture_errors(NULL, 0);
-	if (ret != EXIT_OK)
+	if (ret != EXIT_OK || in.quit)
 		stream_rx_reply(&in.rx, REPLY_ERROR, in.err[0] ? in.err : "the destination failed");
 	close(in.fd);
 	ram_loader_free(&in.rx.ram);

@@ -5,6 +5,7 @@
 #include "devices/virtio_mmio.h"
 #include "migration/machine.h"
 #include "migration/state.h"
+#include "vmm/guest_mem.h"
 #include "vmm/log.h"
 
 #define MAX_BACKEND_LIST 512
@@ -172,6 +173,13 @@ static int load_shape(const struct state_reader *m, struct vm_config *out)
 	    ram % 4096) {
 		pr_err("stream describes an impossible machine (%u vCPUs, %llu bytes of RAM)",
 		       out->ncpus, (unsigned long long)ram);
+		return -1;
+	}
+	/* As for --memory: checked before anything is allocated. */
+	if (ram > guest_mem_host_limit()) {
+		pr_err("stream's machine has %llu MiB of RAM, more than this host has (%llu MiB)",
+		       (unsigned long long)(ram >> 20),
+		       (unsigned long long)(guest_mem_host_limit() >> 20));
 		return -1;
 	}
 	out->ram_size = ram;

@@ -5,6 +5,7 @@
  * after a completed move). The thread owns the VM's pause while it runs.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migration/handover.h"
 #include "migration/migration.h"
 #include "migration/precopy.h"
 #include "migration/snapshot.h"
@@ -53,6 +55,60 @@ void migration_set_status(struct migration *m, int status)
 	atomic_store(&m->status, status);
 }
 
+/* The capture of errors (log.c) keeps the first: this one is written first. */
+static void set_error(struct migration *m, const char *fmt, va_list ap)
+{
+	vsnprintf(m->error, sizeof(m->error), fmt, ap);
+	pr_err("migration: %s", m->error);
+}
+
+void migration_error(struct migration *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_error(m, fmt, ap);
+	va_end(ap);
+}
+
+void migration_strand(struct migration *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	m->stranded = true;
+	va_start(ap, fmt);
+	set_error(m, fmt, ap);
+	va_end(ap);
+}
+
+/* Main thread: a take-back that failed leaves the VM stranded. */
+static void strand_main(struct migration *m)
+{
+	char why[sizeof(m->error)];
+
+	snprintf(why, sizeof(why), "%s", m->error);
+	m->stranded = true;
+	snprintf(m->error, sizeof(m->error), "%.300s; but the disks and taps could not be "
+		 "taken back, so this VM stays paused (`cont {\"force\": true}` tries again)", why);
+}
+
+int migration_unstrand(struct vm *vm, char *err, size_t errlen)
+{
+	struct migration *m = vm->mig;
+
+	if (!m->stranded)
+		return 0;
+	if (handover_take_back(vm) < 0) {
+		snprintf(err, errlen, "cannot take the disks and taps back (see minivmm's stderr): "
+			 "the VM stays paused");
+		return -1;
+	}
+	m->stranded = false;
+	pr_warn("migration: `cont` with force: the guest runs here again after an "
+		"unconfirmed GO to %s", m->uri);
+	return 0;
+}
+
 void migration_set_event_cb(struct vm *vm, migration_event_cb cb)
 {
 	vm->mig->event_cb = cb;
@@ -75,7 +131,7 @@ static void *migration_thread(void *arg)
 	log_capture_errors(NULL, 0);
 	if (ret == 0)
 		migration_set_status(m, MIG_COMPLETED);
-	else
+	else if (!m->take_back)         /* else once the guest runs again (main thread) */
 		migration_set_status(m, migration_cancelled(m) ? MIG_CANCELLED : MIG_FAILED);
 	pthread_mutex_lock(&m->stats_lock);
 	m->stats.total_time_ms = (now_ns() - m->start_ns) / 1000000;
@@ -97,6 +153,12 @@ static void migration_on_done(void *opaque, uint32_t events)
 		return;
 	pthread_join(m->thread, NULL);
 	m->thread_live = false;
+	if (m->take_back) {
+		m->take_back = false;
+		if (handover_take_back(vm) < 0)
+			strand_main(m);
+		migration_set_status(m, MIG_FAILED);
+	}
 	status = atomic_load(&m->status);
 	if (status == MIG_COMPLETED)
 		pr_info("migration to %s completed in %llu ms", m->uri,
@@ -113,9 +175,8 @@ static void migration_on_done(void *opaque, uint32_t events)
 	else if (status == MIG_COMPLETED && m->after == MIG_AFTER_PAUSE)
 		pr_info("migration: this VM stays paused (--keep-source-paused); the guest runs "
 			"at the destination, so it cannot resume here");
-	else if (status != MIG_COMPLETED && m->go_sent)
-		pr_err("migration: the destination did not confirm after GO; this VM stays paused "
-		       "(it may be running there: check before `cont`)");
+	else if (m->stranded)
+		pr_err("migration: this VM stays paused: %s", m->error);
 }
 
 int migration_init(struct vm *vm)
@@ -174,6 +235,12 @@ int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *
 		snprintf(err, errlen, "the guest was migrated away: nothing to migrate");
 		return -1;
 	}
+	if (m->stranded) {
+		snprintf(err, errlen, "this VM is paused after an unconfirmed GO to %.200s: the "
+			 "guest may run there (`cont {\"force\": true}` first, if it does not)",
+			 m->uri);
+		return -1;
+	}
 	if (after == MIG_AFTER_RUN && u.kind != URI_FILE) {
 		snprintf(err, errlen, "checkpoint goes with file: (a live migration is a move)");
 		return -1;
@@ -183,6 +250,7 @@ int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *
 	m->error[0] = 0;
 	m->has_digest = false;
 	m->go_sent = false;
+	m->take_back = false;
 	m->pause_ns = 0;
 	m->sock_fd = -1;
 	atomic_store(&m->cancel, false);

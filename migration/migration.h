@@ -39,6 +39,7 @@ struct migration_stats {
 	uint64_t total_time_ms;
 	uint64_t setup_time_ms;
 	uint64_t downtime_ms;
+	uint64_t flush_time_ms;         /* of the downtime: the disks' fdatasync */
 	uint64_t expected_downtime_ms;
 	uint64_t transferred;           /* bytes */
 	uint64_t ram_total;             /* bytes of guest RAM */
@@ -79,8 +80,14 @@ struct migration {
 	uint64_t downtime_limit_ms;
 	uint64_t max_bandwidth;         /* bytes/s, 0 = unlimited */
 	uint64_t stall_timeout_ms;      /* a peer silent this long has failed */
-	/* Live migration progress (precopy.c). */
-	bool go_sent;                   /* after GO the source never resumes itself */
+	/* Live migration progress (precopy.c, handover.c). */
+	bool go_sent;                   /* GO went out */
+	/* GO went out and no answer came: the guest may run at the destination,
+	 * so this VM stays frozen until `cont {"force": true}` (main thread). */
+	_Atomic bool stranded;
+	/* The destination will not run the guest after all (handover.c): the
+	 * main thread takes the backends back and thaws when it joins. */
+	bool take_back;
 	uint64_t pause_ns;
 	/* The connection, for migrate_cancel to cut a thread blocked on a
 	 * stalled peer; -1 when none or once GO is sent. Under stats_lock. */
@@ -103,6 +110,18 @@ void migration_set_event_cb(struct vm *vm, migration_event_cb cb);
 
 /* Migration thread: the connection cancel may shut down (-1: none any more). */
 void migration_set_socket(struct migration *m, int fd);
+
+/* Migration thread: the error this migration ends with (replacing any
+ * earlier one), said on stderr too. */
+void migration_error(struct migration *m, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Migration thread, after GO: the VM stays frozen, stranded, for the
+ * reason given (also the migration's error). */
+void migration_strand(struct migration *m, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Main thread: a stranded VM takes its backends back and runs again (the
+ * operator's `cont {"force": true}`). -1 with `err` filled if it cannot. */
+int migration_unstrand(struct vm *vm, char *err, size_t errlen);
 
 /* For the migration thread's helpers. */
 bool migration_cancelled(const struct migration *m);

@@ -20,6 +20,7 @@
 #include "migration/crc32c.h"
 #include "migration/machine.h"
 #include "migration/migration.h"
+#include "migration/handover.h"
 #include "migration/precopy.h"
 #include "migration/stream.h"
 #include "migration/uri.h"
@@ -29,6 +30,9 @@
 
 #define PAGE            GUEST_PAGE_SIZE
 #define MAX_ROUNDS      1000
+/* Rounds that may still miss the downtime limit with vCPUs throttled all the
+ * way (what dirties memory then is not the vCPUs: device DMA, say). */
+#define ROUNDS_AT_MAX   20
 #define THROTTLE_STEP   20
 #define THROTTLE_MAX    99
 #define CONNECT_MS      5000
@@ -255,14 +259,16 @@ static int sync_destination(struct sender *s)
 static int precopy_rounds(struct sender *s, uint64_t **bits)
 {
 	uint64_t prev = s->pages_data + s->pages_zero, bw = 0, last = s->rate_t0;
+	uint64_t expected_ms = UINT64_MAX;
+	unsigned at_max = 0;
 	bool synced = false;
 
 	/* Until a round is measured, the first pass's rate stands in. */
 	if (now_ns() > s->rate_t0)
 		bw = s->round_bytes * 1000000000ULL / (now_ns() - s->rate_t0);
 
-	for (unsigned round = 0; round < MAX_ROUNDS; round++) {
-		uint64_t t0 = now_ns(), expected_ms, dirty;
+	for (unsigned round = 0; round < MAX_ROUNDS && at_max < ROUNDS_AT_MAX; round++) {
+		uint64_t t0 = now_ns(), dirty;
 		int64_t n = collect_dirty(s, bits);
 
 		if (n < 0 || migration_cancelled(s->m))
@@ -283,6 +289,8 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 			synced = true;
 			continue;
 		}
+		if (s->vm->throttle_pct >= THROTTLE_MAX)
+			at_max++;
 		if (!synced)
 			throttle_step(s, dirty, prev, t0 > last ? dirty * 1000000000ULL / (t0 - last) : 0,
 				      bw / PAGE);
@@ -300,42 +308,39 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 		if (s->round_bytes && now_ns() > t0)
 			bw = s->round_bytes * 1000000000ULL / (now_ns() - t0);
 	}
-	return 0;
+	/* Never a switchover past the limit: the guest goes on here instead. */
+	migration_error(s->m, "did not converge: after %llu rounds the pause would take ~%lld ms, "
+			"over the downtime limit of %llu ms, with the vCPUs throttled to %u%%; the "
+			"guest runs on here (raise downtime-limit or max-bandwidth, or quiet the guest)",
+			(unsigned long long)s->m->stats.rounds,
+			expected_ms == UINT64_MAX ? -1LL : (long long)expected_ms,
+			(unsigned long long)s->m->downtime_limit_ms, 100 - s->vm->throttle_pct);
+	return -1;
 }
 
 static int read_reply(struct sender *s, uint32_t want, const char *phase)
 {
-	struct record rec;
-	struct stream_reply r;
-	int ret = -1;
+	char msg[512];
+	uint32_t code;
 
-	if (record_read(&s->ret, &rec, REC_REPLY) < 0) {
+	if (handover_read_reply(&s->ret, &code, msg, sizeof(msg)) < 0) {
 		pr_err("destination gave no reply %s", phase);
 		return -1;
 	}
-	if (rec.length < sizeof(r)) {
-		pr_err("destination sent a malformed reply %s", phase);
-		goto out;
-	}
-	memcpy(&r, rec.payload, sizeof(r));
-	if (r.code == want)
-		ret = 0;
-	else if (r.code == REPLY_ERROR)
-		pr_err("destination refused the VM: %.*s",
-		       (int)(rec.length - sizeof(r) > 512 ? 512 : rec.length - sizeof(r)),
-		       (const char *)rec.payload + sizeof(r));
+	if (code == want)
+		return 0;
+	if (code == REPLY_ERROR)
+		pr_err("destination refused the VM: %s", msg);
 	else
-		pr_err("destination answered %u %s, expected %u", r.code, phase, want);
-out:
-	record_free(&rec);
-	return ret;
+		pr_err("destination answered %u %s, expected %u", code, phase, want);
+	return -1;
 }
 
 /* VM frozen: the rest of RAM, the state, the end record; then READY. */
 static int stop_and_copy(struct sender *s, uint64_t **bits)
 {
 	struct stream_end end = { .ram_size = s->vm->mem.ram_size };
-	uint64_t t0 = s->m->pause_ns, t_frozen = now_ns(), t_pages;
+	uint64_t t0 = s->m->pause_ns, t_frozen = now_ns(), t_pages, t_flushed;
 	uint64_t pages_before = s->pages_data;
 	void *state = NULL;
 	size_t len = 0;
@@ -348,6 +353,11 @@ static int stop_and_copy(struct sender *s, uint64_t **bits)
 	if (vmstate_save(s->vm, &state, &len) < 0 ||
 	    record_write(&s->c, REC_STATE, 0, state, len) < 0)
 		goto out;
+	/* What the guest wrote to its disks must be on them before the
+	 * destination (maybe on another host) can read them: before READY. */
+	if (vm_flush_backends(s->vm) < 0)
+		goto out;
+	t_flushed = now_ns();
 	end.records = s->c.records;
 	end.pages_present = s->pages_data;
 	end.pages_zero = s->pages_zero;
@@ -355,9 +365,13 @@ static int stop_and_copy(struct sender *s, uint64_t **bits)
 	    read_reply(s, REPLY_READY, "after the end record") < 0)
 		goto out;
 	pr_info("migration: paused: vCPUs out after %.2f ms, %llu final pages sent by %.2f ms, "
-		"state %zu bytes, READY at %.2f ms", (double)(t_frozen - t0) / 1e6,
-		(unsigned long long)(s->pages_data - pages_before), (double)(t_pages - t0) / 1e6,
-		len, (double)(now_ns() - t0) / 1e6);
+		"state %zu bytes, disks flushed by %.2f ms, READY at %.2f ms",
+		(double)(t_frozen - t0) / 1e6, (unsigned long long)(s->pages_data - pages_before),
+		(double)(t_pages - t0) / 1e6, len, (double)(t_flushed - t0) / 1e6,
+		(double)(now_ns() - t0) / 1e6);
+	pthread_mutex_lock(&s->m->stats_lock);
+	s->m->stats.flush_time_ms = (t_flushed - t_pages) / 1000000;
+	pthread_mutex_unlock(&s->m->stats_lock);
 	ret = 0;
 out:
 	free(state);
@@ -466,23 +480,14 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 	m->stats.setup_time_ms = (now_ns() - m->start_ns) / 1000000;
 	if (precopy_to_ready(s, bits) < 0)
 		goto out;
-	/* Point of no return: after GO the destination owns the guest. A
-	 * cancel from here on is too late; one that came before still wins. */
+	/* A cancel that came before GO still wins; from here on it is too late. */
 	migration_set_socket(m, -1);
 	if (migration_cancelled(m)) {
 		vmstate_thaw(s->vm);
 		goto out;
 	}
-	vm_release_backends(s->vm);
-	m->go_sent = true;
-	if (record_write(&s->c, REC_GO, 0, NULL, 0) < 0 ||
-	    read_reply(s, REPLY_RUNNING, "after GO") < 0) {
-		/* This, not the I/O error behind it, is what the user must know. */
-		snprintf(m->error, sizeof(m->error), "GO was sent but the destination did not "
-			 "confirm it runs the guest: this VM stays paused (check the destination "
-			 "before `cont`)");
+	if (handover(m, &s->c, &s->ret) < 0)
 		goto out;
-	}
 	end_ns = now_ns();      /* the guest runs again, over there */
 	pr_info("migration: RUNNING at %.2f ms", (double)(end_ns - m->pause_ns) / 1e6);
 	ret = 0;

@@ -201,6 +201,9 @@ static int save_frozen(struct live_save *ls)
 		pr_err("%s: sync failed: %s", m->uri, strerror(errno));
 		return -1;
 	}
+	/* The disks the snapshot names hold what the guest wrote before it. */
+	if (vm_flush_backends(vm) < 0)
+		return -1;
 	stats_update(m, &ls->rs, meta_off + meta_len);
 	/* The same digest query-ram-digest gives: tests compare the two. */
 	m->ram_digest = crc32c(0, ls->crcs, ls->nchunks * 4);

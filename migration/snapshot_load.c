@@ -59,6 +59,13 @@ static int read_records(struct snapshot *s)
 	    record_read(&s->chan, &s->state, REC_STATE) < 0 ||
 	    record_read(&s->chan, &s->end, REC_END) < 0)
 		return -1;
+	/* Exactly its size: a shorter one (its CRC may well be right) would
+	 * have us read past its payload. */
+	if (s->end.length != sizeof(s->totals)) {
+		pr_err("%s: the end record has %llu bytes, expected %zu", s->path, (unsigned long long)s->end.length,
+		       sizeof(s->totals));
+		return -1;
+	}
 	memcpy(&s->totals, s->end.payload, sizeof(s->totals));
 	if (s->totals.records != s->chan.records - 1) {
 		pr_err("%s: end record counts %llu records, found %llu", s->path,

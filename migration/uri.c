@@ -14,6 +14,7 @@
 
 #include "migration/uri.h"
 #include "vmm/log.h"
+#include "vmm/sock_path.h"
 
 static int parse_tcp(const char *s, struct mig_uri *u, char *err, size_t errlen)
 {
@@ -157,7 +158,12 @@ static int listen_unix(const struct mig_uri *u, char *bound, size_t len)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	unix_addr(u, &sun);
-	unlink(u->path);        /* a stale socket from an earlier run */
+	/* A stale socket from an earlier run goes; anything else stays. */
+	if (sock_path_claim(u->path, "--incoming unix:") < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 1) < 0) {
 		pr_err("cannot listen on unix:%s: %s", u->path, strerror(errno));
 		if (fd >= 0)

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 
 #include "arch/x86/vcpu_state.h"
+#include "devices/i8042.h"
+#include "devices/rtc.h"
 #include "devices/serial.h"
 #include "devices/virtio_mmio.h"
 #include "migration/vmstate.h"
@@ -33,7 +35,10 @@ int vmstate_save(struct vm *vm, void **blob, size_t *len)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (x86_vcpu_save(&vm->vcpus[i], &w) < 0)
 			goto err;
+	/* The legacy devices; ACPI PM's registers hold nothing between accesses. */
 	serial_save(vm->serial, &w);
+	rtc_save(vm->rtc, &w);
+	i8042_save(vm->i8042, &w);
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		virtio_mmio_save(vm->virtio[i], &w);
 	if (state_writer_finish(&w, blob, len) < 0)
@@ -59,7 +64,8 @@ int vmstate_load(struct vm *vm, const void *blob, size_t len)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (x86_vcpu_load(&vm->vcpus[i], &root) < 0)
 			return -1;
-	if (serial_load(vm->serial, &root) < 0)
+	if (serial_load(vm->serial, &root) < 0 || rtc_load(vm->rtc, &root) < 0 ||
+	    i8042_load(vm->i8042, &root) < 0)
 		return -1;
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		if (virtio_mmio_load(vm->virtio[i], &root) < 0)

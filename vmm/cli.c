@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sysinfo.h>
 
 #include "vmm/cli.h"
+#include "vmm/guest_mem.h"
 #include "vmm/log.h"
 #include "vmm/version.h"
 
@@ -148,8 +148,7 @@ static int parse_cpus(const char *arg, unsigned *out)
 
 static int parse_memory(const char *arg, uint64_t *out)
 {
-	struct sysinfo si;
-	uint64_t v, host;
+	uint64_t v, host = guest_mem_host_limit();
 
 	if (parse_size(arg, 1ULL << 20, &v) < 0) {
 		pr_err("--memory '%s': expected a size such as 512M or 4G", arg);
@@ -159,13 +158,10 @@ static int parse_memory(const char *arg, uint64_t *out)
 		pr_err("--memory '%s': must be a multiple of 4 KiB from 4 MiB to 1 TiB", arg);
 		return -1;
 	}
-	if (sysinfo(&si) == 0) {
-		host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
-		if (v > host) {
-			pr_err("--memory '%s': more than this host has (%llu MiB)", arg,
-			       (unsigned long long)(host >> 20));
-			return -1;
-		}
+	if (v > host) {
+		pr_err("--memory '%s': more than this host has (%llu MiB)", arg,
+		       (unsigned long long)(host >> 20));
+		return -1;
 	}
 	*out = v;
 	return 0;

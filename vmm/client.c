@@ -27,6 +27,7 @@
 #include "vmm/client_internal.h"
 #include "vmm/control.h"
 #include "vmm/log.h"
+#include "vmm/sock_path.h"
 #include "vmm/vm.h"
 
 #define CLIENT_MAX_LISTED 32    /* VM names quoted in "several VMs" */
@@ -164,7 +165,7 @@ static int client_connect(struct client *c)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
-	if (control_sock_addr(c->path, &sun) < 0) {
+	if (sock_path_addr(c->path, &sun) < 0) {
 		pr_err("--api-sock '%s': longer than %d bytes", c->path, CONTROL_PATH_MAX - 1);
 		return -1;
 	}
@@ -287,7 +288,7 @@ static int scan_dir(const char *dir, struct vm_list *list)
 		if (len <= 5 || strcmp(d->d_name + len - 5, ".sock"))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
-		if (strlen(path) >= CONTROL_PATH_MAX || control_probe(path) != PROBE_LIVE)
+		if (strlen(path) >= CONTROL_PATH_MAX || sock_path_probe(path) != SOCK_LIVE)
 			continue;
 		if (list->n < CLIENT_MAX_LISTED)
 			list->names[list->n] = strndup(d->d_name, len - 5);
@@ -322,7 +323,7 @@ static int client_find(const struct vm_config *cfg, char *path, size_t size)
 	if (cfg->name) {
 		if (control_default_path(cfg->name, path, size) < 0)
 			return -1;
-		if (control_probe(path) == PROBE_LIVE)
+		if (sock_path_probe(path) == SOCK_LIVE)
 			return 0;
 		pr_err("no VM named '%s' is running (nothing answers on %s)", cfg->name, path);
 		return -1;

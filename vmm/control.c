@@ -26,37 +26,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "vmm/control.h"
 #include "migration/migration.h"
+#include "vmm/control_internal.h"
 #include "vmm/control_migration.h"
 #include "vmm/log.h"
-#include "vmm/qmp.h"
-#include "vmm/version.h"
+#include "vmm/sock_path.h"
 #include "vmm/vm.h"
-
-struct control_client {
-	struct control *ctl;
-	int fd;
-	bool dead;              /* freed by control_sweep() */
-	bool want_out;          /* EPOLLOUT registered */
-	size_t in_len;
-	char *out;
-	size_t out_len, out_cap;
-	char in[CONTROL_LINE_MAX];
-};
-
-struct control {
-	struct vm *vm;
-	int listen_fd;
-	bool quit;              /* `quit` asked: SHUTDOWN says host-qmp-quit */
-	bool user_paused;       /* `stop` (or --paused) holds one of the VM's pauses */
-	dev_t dev;              /* our socket file: unlink it only if still ours */
-	ino_t ino;
-	char path[CONTROL_PATH_MAX];
-	struct control_client *clients[CONTROL_MAX_CLIENTS];
-};
-
-extern const struct qmp_command control_commands[];
 
 /* ---- output ---- */
 
@@ -152,7 +127,7 @@ static bool blank(const char *s, size_t len)
 
 struct json_object *control_execute(struct control *ctl, const char *line, size_t len)
 {
-	return qmp_dispatch(control_commands, ctl, line, len);
+	return qmp_dispatch(control_commands, ctl, line, len, NULL);
 }
 
 static void client_error_close(struct control_client *c, const char *desc)
@@ -173,11 +148,19 @@ static void client_process(struct control_client *c)
 	size_t start = 0;
 	char *nl;
 
-	while (!c->dead && (nl = memchr(c->in + start, '\n', c->in_len - start))) {
+	while (!c->dead && !c->busy && (nl = memchr(c->in + start, '\n', c->in_len - start))) {
 		size_t len = (size_t)(nl - (c->in + start));
+		struct json_object *reply;
 
-		if (!blank(c->in + start, len))
-			client_send(c, control_execute(c->ctl, c->in + start, len));
+		if (!blank(c->in + start, len)) {
+			c->ctl->current = c;
+			reply = qmp_dispatch(control_commands, c->ctl, c->in + start, len, &c->pending);
+			c->ctl->current = NULL;
+			if (c->pending.deferred)
+				c->busy = true;         /* control_answer() sends it */
+			else
+				client_send(c, reply);
+		}
 		start += len + 1;
 	}
 	memmove(c->in, c->in + start, c->in_len - start);
@@ -200,16 +183,20 @@ static void client_read(struct control_client *c)
 
 static void client_free(struct control_client *c)
 {
+	if (c->busy && c->pending_cancel)
+		c->pending_cancel(c->pending_job);
+	json_object_put(c->pending.id);
 	event_loop_del(&c->ctl->vm->loop, c->fd);
 	close(c->fd);
 	free(c->out);
 	free(c);
 }
 
+/* A dead client with a deferred answer pending is freed once it comes. */
 static void control_sweep(struct control *ctl)
 {
 	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
-		if (ctl->clients[i] && ctl->clients[i]->dead) {
+		if (ctl->clients[i] && ctl->clients[i]->dead && !ctl->clients[i]->busy) {
 			client_free(ctl->clients[i]);
 			ctl->clients[i] = NULL;
 		}
@@ -226,6 +213,45 @@ static void on_client(void *opaque, uint32_t events)
 	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		client_read(c);
 	control_sweep(ctl);
+}
+
+/* ---- answers that come later ---- */
+
+struct control_client *control_defer(struct qmp_request *req, void (*cancel)(void *job),
+				     void *job)
+{
+	struct control *ctl = req->opaque;
+	struct control_client *c = ctl->current;
+
+	if (!c)
+		return NULL;
+	qmp_defer(req);
+	c->pending_cancel = cancel;
+	c->pending_job = job;
+	return c;
+}
+
+void control_answer(struct control_client *c, struct json_object *ret, const char *err)
+{
+	struct json_object *reply;
+
+	if (err) {
+		json_object_put(ret);
+		qmp_error(&c->pending, QMP_ERR_GENERIC, "%s", err);
+	} else {
+		c->pending.ret = ret;
+	}
+	reply = qmp_finish(&c->pending);
+	c->busy = false;
+	c->pending_cancel = NULL;
+	c->pending_job = NULL;
+	if (c->dead)
+		json_object_put(reply);
+	else
+		client_send(c, reply);
+	if (!c->dead)
+		client_process(c);      /* requests that waited behind it */
+	control_sweep(c->ctl);
 }
 
 /* ---- connections ---- */
@@ -324,27 +350,12 @@ static int control_pick_path(struct vm *vm, char *path, size_t size)
 /* Clear the way for bind(): only a stale socket may be removed. */
 static int control_claim(const char *path)
 {
-	switch (control_probe(path)) {
-	case PROBE_ABSENT:
-		return 0;
-	case PROBE_STALE:
-		pr_info("control: removing stale socket %s", path);
-		if (unlink(path) < 0 && errno != ENOENT) {
-			pr_err("cannot remove stale socket %s: %s", path, strerror(errno));
-			return -1;
-		}
-		return 0;
-	case PROBE_LIVE:
+	if (sock_path_probe(path) == SOCK_LIVE) {
 		pr_err("control socket %s: another VM is running there (use another "
 		       "--api-sock or --name)", path);
 		return -1;
-	case PROBE_NOT_SOCKET:
-		pr_err("control socket %s: the path exists and is not a socket", path);
-		return -1;
-	default:
-		pr_err("control socket %s: %s", path, strerror(errno));
-		return -1;
 	}
+	return sock_path_claim(path, "control socket");
 }
 
 static int control_listen(struct control *ctl, const char *path)
@@ -355,7 +366,7 @@ static int control_listen(struct control *ctl, const char *path)
 	mode_t old;
 	int fd, ret;
 
-	if (control_claim(path) < 0 || control_sock_addr(path, &sun) < 0)
+	if (control_claim(path) < 0 || sock_path_addr(path, &sun) < 0)
 		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -484,154 +495,3 @@ void control_destroy(struct vm *vm)
 	vm->control = NULL;
 	control_free(ctl);
 }
-
-/* ---- commands ---- */
-
-static struct vm *req_vm(struct qmp_request *req)
-{
-	return ((struct control *)req->opaque)->vm;
-}
-
-struct vm *control_req_vm(struct qmp_request *req)
-{
-	return req_vm(req);
-}
-
-static struct control *ctl_of(struct qmp_request *req)
-{
-	return req->opaque;
-}
-
-static int cmd_qmp_capabilities(struct qmp_request *req)
-{
-	struct json_object *enable;
-
-	/* We offer no capabilities, so the only valid "enable" is empty. */
-	if (!req->args || !json_object_object_get_ex(req->args, "enable", &enable))
-		return 0;
-	if (!json_object_is_type(enable, json_type_array))
-		return qmp_error(req, QMP_ERR_GENERIC,
-				 "Invalid parameter type for 'enable', expected: array");
-	if (json_object_array_length(enable) > 0)
-		return qmp_error(req, QMP_ERR_GENERIC, "Capability '%.64s' not available",
-				 json_object_get_string(json_object_array_get_idx(enable, 0)));
-	return 0;
-}
-
-static int cmd_query_status(struct qmp_request *req)
-{
-	struct vm *vm = req_vm(req);
-	const char *status = "running";
-
-	if (atomic_load(&vm->stop_reason))
-		status = "shutdown";
-	else if (vm->migrated_away)
-		status = "postmigrate";         /* QEMU's name */
-	else if (vm_is_paused(vm))
-		status = "paused";
-	req->ret = json_object_new_object();
-	json_object_object_add(req->ret, "status", json_object_new_string(status));
-	json_object_object_add(req->ret, "running",
-			       json_object_new_boolean(!strcmp(status, "running")));
-	return 0;
-}
-
-/*
- * Pauses nest (vm_pause() counts): the user's stop/cont hold at most one of
- * them, so `cont` never releases a pause someone else (a migration) holds.
- */
-static int cmd_stop(struct qmp_request *req)
-{
-	struct control *ctl = ctl_of(req);
-
-	if (atomic_load(&ctl->vm->stop_reason))
-		return qmp_error(req, QMP_ERR_GENERIC, "the VM is shutting down");
-	/* Stopping a stopped VM is not an error and not an event (as in QEMU). */
-	if (ctl->user_paused)
-		return 0;
-	vm_pause(ctl->vm);
-	ctl->user_paused = true;
-	/* With -v this line follows, in the output, all the guest wrote before. */
-	pr_info("control: VM paused");
-	control_event(ctl->vm, "STOP", NULL);
-	return 0;
-}
-
-static int cmd_cont(struct qmp_request *req)
-{
-	struct control *ctl = ctl_of(req);
-
-	if (atomic_load(&ctl->vm->stop_reason))
-		return qmp_error(req, QMP_ERR_GENERIC, "the VM is shutting down");
-	if (ctl->vm->migrated_away)
-		return qmp_error(req, QMP_ERR_GENERIC,
-				 "the guest was migrated away and runs at the destination: it cannot "
-				 "resume here");
-	if (!ctl->user_paused)
-		return 0;
-	pr_info("control: VM resumed");
-	ctl->user_paused = false;
-	vm_resume(ctl->vm);
-	control_event(ctl->vm, "RESUME", NULL);
-	return 0;
-}
-
-static int cmd_quit(struct qmp_request *req)
-{
-	struct control *ctl = req->opaque;
-
-	/* The reply goes out now; SHUTDOWN and EOF follow from control_destroy(). */
-	ctl->quit = true;
-	vm_request_stop(ctl->vm, VM_STOP_QUIT);
-	return 0;
-}
-
-static int cmd_query_version(struct qmp_request *req)
-{
-	struct json_object *v = json_object_new_object();
-	unsigned major = 0, minor = 0, micro = 0;
-
-	sscanf(MINIVMM_VERSION, "%u.%u.%u", &major, &minor, &micro);
-	json_object_object_add(v, "major", json_object_new_int((int)major));
-	json_object_object_add(v, "minor", json_object_new_int((int)minor));
-	json_object_object_add(v, "micro", json_object_new_int((int)micro));
-	req->ret = json_object_new_object();
-	json_object_object_add(req->ret, "minivmm", v);
-	json_object_object_add(req->ret, "package", json_object_new_string(MINIVMM_VERSION));
-	return 0;
-}
-
-static int cmd_query_commands(struct qmp_request *req)
-{
-	req->ret = json_object_new_array();
-	for (const struct qmp_command *c = control_commands; c->name; c++) {
-		struct json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "name", json_object_new_string(c->name));
-		json_object_array_add(req->ret, o);
-	}
-	return 0;
-}
-
-static const char *const caps_args[] = { "enable", NULL };
-static const char *const migrate_args[] = { "uri", "checkpoint", "keep-source-paused", NULL };
-static const char *const migrate_param_args[] = { "downtime-limit", "max-bandwidth",
-						    "stall-timeout", NULL };
-
-/* One entry per command; its handler reads arguments with qmp_arg_*(). */
-const struct qmp_command control_commands[] = {
-	{ "qmp_capabilities", cmd_qmp_capabilities, caps_args },
-	{ "query-status",     cmd_query_status,     NULL },
-	{ "query-version",    cmd_query_version,    NULL },
-	{ "query-commands",   cmd_query_commands,   NULL },
-	{ "stop",             cmd_stop,             NULL },
-	{ "cont",             cmd_cont,             NULL },
-	{ "quit",             cmd_quit,             NULL },
-	{ "migrate",          cmd_migrate,          migrate_args },
-	{ "query-migrate",    cmd_query_migrate,    NULL },
-	{ "migrate_cancel",   cmd_migrate_cancel,   NULL },
-	{ "migrate-set-parameters", cmd_migrate_set_parameters, migrate_param_args },
-	{ "query-migrate-parameters", cmd_query_migrate_parameters, NULL },
-	{ "query-ram-digest", cmd_query_ram_digest, NULL },
-	{ NULL, NULL, NULL },
-};

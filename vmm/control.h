@@ -35,6 +35,18 @@ struct vm *control_req_vm(struct qmp_request *req);
 /* Send an event to every connected client. Takes data's reference (NULL: {}). */
 void control_event(struct vm *vm, const char *name, struct json_object *data);
 
+/* A handler whose work must not block the event loop answers later: it
+ * calls control_defer() and returns 0; this client's further requests wait
+ * until control_answer() (main thread) sends the answer. If the client or
+ * the VM goes first, `cancel(job)` is called instead: it must wait for the
+ * work and free it, answering nothing. Returns NULL, deferring nothing,
+ * where no client asked (control_execute(): unit tests). */
+struct control_client;
+struct control_client *control_defer(struct qmp_request *req, void (*cancel)(void *job),
+				     void *job);
+/* The deferred answer: `ret` (its reference taken), or the error `err`. */
+void control_answer(struct control_client *c, struct json_object *ret, const char *err);
+
 /* The control state without a socket, and one request line run through the
  * command table as a client would see it: for unit tests. */
 struct control *control_create(struct vm *vm);
@@ -47,18 +59,6 @@ int control_sock_dir(char *buf, size_t size);
 /* <sock dir>/<name>.sock; `name` is 1-64 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
 int control_default_path(const char *name, char *buf, size_t size);
 
-/* Fill a sockaddr_un for `path`; -1 (ENAMETOOLONG) if it does not fit. */
-struct sockaddr_un;
-int control_sock_addr(const char *path, struct sockaddr_un *sun);
-
-enum control_probe {
-	PROBE_ABSENT,           /* nothing there */
-	PROBE_STALE,            /* a socket file nobody listens on */
-	PROBE_LIVE,             /* something accepts connections */
-	PROBE_NOT_SOCKET,       /* a file of another kind: never touch it */
-	PROBE_ERROR,            /* errno says why */
-};
-enum control_probe control_probe(const char *path);
 /* Remove <pid>.sock files in `dir` whose process is gone and that nobody
  * listens on: what VMs killed with SIGKILL leave behind. */
 void control_sweep_stale(const char *dir);

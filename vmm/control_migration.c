@@ -7,9 +7,13 @@
  * region and per 2 MiB chunk, for tests that compare two VMs exactly).
  */
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "migration/crc32c.h"
 #include "migration/migration.h"
@@ -71,6 +75,7 @@ struct json_object *migration_event_data(struct vm *vm, int status)
 		add_u64(d, "total-time", vm->mig->stats.total_time_ms);
 		add_u64(d, "setup-time", vm->mig->stats.setup_time_ms);
 		add_u64(d, "downtime", vm->mig->stats.downtime_ms);
+		add_u64(d, "disk-flush-time", vm->mig->stats.flush_time_ms);
 		add_u64(d, "transferred", vm->mig->stats.transferred);
 		add_u64(d, "cpu-throttle-percentage", vm->mig->stats.throttle_pct);
 		json_object_object_add(d, "ram", ram_stats_json(&vm->mig->stats));
@@ -110,8 +115,10 @@ int cmd_query_migrate(struct qmp_request *req)
 	add_u64(req->ret, "total-time", st.total_time_ms);
 	add_u64(req->ret, "setup-time", st.setup_time_ms);
 	add_u64(req->ret, "expected-downtime", st.expected_downtime_ms);
-	if (status == MIG_COMPLETED)
+	if (status == MIG_COMPLETED) {
 		add_u64(req->ret, "downtime", st.downtime_ms);
+		add_u64(req->ret, "disk-flush-time", st.flush_time_ms);
+	}
 	json_object_object_add(req->ret, "ram", ram_stats_json(&st));
 	add_u64(req->ret, "cpu-throttle-percentage", st.throttle_pct);
 	if (*err)
@@ -161,25 +168,34 @@ int cmd_query_migrate_parameters(struct qmp_request *req)
 	return 0;
 }
 
-int cmd_query_ram_digest(struct qmp_request *req)
-{
-	struct vm *vm = control_req_vm(req);
-	uint64_t n = ram_nr_chunks(&vm->mem);
+/*
+ * query-ram-digest hashes all of guest RAM: seconds for large VMs, so on a
+ * worker thread while the event loop goes on (the console, other clients).
+ * The VM stays paused meanwhile: the job holds a pause of its own, so a
+ * `cont` from someone else takes effect only when the digest is done. The
+ * per-chunk list is left out where it would not fit a client's output
+ * budget (more than 32768 chunks, i.e. 64 GiB of RAM) or when not asked for.
+ */
+#define DIGEST_CHUNKS_MAX 32768
+
+struct digest_job {
+	struct vm *vm;
+	struct control_client *client;
+	pthread_t thread;
+	int efd;
+	bool chunks;
+	uint64_t n;
 	uint32_t *crcs;
 	struct ram_stats rs;
-	struct json_object *chunks, *regions;
+	int ret;
+	bool threaded;          /* else it ran inline: nothing to join */
+};
 
-	if (!vm_is_paused(vm))
-		return qmp_error(req, QMP_ERR_GENERIC, "query-ram-digest needs a paused VM (stop first)");
-	crcs = calloc(n, sizeof(*crcs));
-	if (!crcs || ram_compute_crcs(&vm->mem, crcs, &rs) < 0) {
-		free(crcs);
-		return qmp_error(req, QMP_ERR_GENERIC, "cannot read guest RAM");
-	}
-	chunks = json_object_new_array();
-	for (uint64_t i = 0; i < n; i++)
-		json_object_array_add(chunks, hex32(crcs[i]));
-	regions = json_object_new_array();
+static struct json_object *digest_json(struct digest_job *j)
+{
+	struct vm *vm = j->vm;
+	struct json_object *ret = json_object_new_object(), *regions = json_object_new_array();
+
 	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
 		const struct mem_region *r = &vm->mem.regions[i];
 		uint64_t first = ram_region_offset(&vm->mem, i) / RAM_CHUNK;
@@ -188,15 +204,110 @@ int cmd_query_ram_digest(struct qmp_request *req)
 
 		add_u64(o, "gpa", r->gpa);
 		add_u64(o, "size", r->size);
-		json_object_object_add(o, "digest", hex32(crc32c(0, crcs + first, cnt * 4)));
+		json_object_object_add(o, "digest", hex32(crc32c(0, j->crcs + first, cnt * 4)));
 		json_object_array_add(regions, o);
 	}
-	req->ret = json_object_new_object();
-	json_object_object_add(req->ret, "digest", hex32(crc32c(0, crcs, n * 4)));
-	json_object_object_add(req->ret, "regions", regions);
-	json_object_object_add(req->ret, "chunks", chunks);
-	add_u64(req->ret, "pages-present", rs.pages_present);
-	free(crcs);
+	json_object_object_add(ret, "digest", hex32(crc32c(0, j->crcs, j->n * 4)));
+	json_object_object_add(ret, "regions", regions);
+	if (j->chunks && j->n <= DIGEST_CHUNKS_MAX) {
+		struct json_object *chunks = json_object_new_array();
+
+		for (uint64_t i = 0; i < j->n; i++)
+			json_object_array_add(chunks, hex32(j->crcs[i]));
+		json_object_object_add(ret, "chunks", chunks);
+	} else {
+		add_u64(ret, "chunks-omitted", j->n);
+	}
+	add_u64(ret, "pages-present", j->rs.pages_present);
+	return ret;
+}
+
+static void digest_free(struct digest_job *j)
+{
+	if (j->efd >= 0) {
+		event_loop_del(&j->vm->loop, j->efd);
+		close(j->efd);
+	}
+	free(j->crcs);
+	free(j);
+}
+
+static void *digest_thread(void *arg)
+{
+	struct digest_job *j = arg;
+
+	pthread_setname_np(pthread_self(), "ram-digest");
+	j->ret = ram_compute_crcs(&j->vm->mem, j->crcs, &j->rs);
+	eventfd_write(j->efd, 1);
+	return NULL;
+}
+
+/* Main thread: the worker is done; answer, and let the VM's pause go. */
+static void digest_done(void *opaque, uint32_t events)
+{
+	struct digest_job *j = opaque;
+	eventfd_t v;
+
+	(void)events;
+	eventfd_read(j->efd, &v);
+	if (j->threaded)
+		pthread_join(j->thread, NULL);
+	if (j->ret < 0)
+		control_answer(j->client, NULL, "cannot read guest RAM");
+	else
+		control_answer(j->client, digest_json(j), NULL);
+	vm_resume(j->vm);
+	digest_free(j);
+}
+
+/* The client or the VM goes first: wait for the worker, answer nothing. */
+static void digest_cancel(void *job)
+{
+	struct digest_job *j = job;
+
+	if (j->threaded)
+		pthread_join(j->thread, NULL);
+	vm_resume(j->vm);
+	digest_free(j);
+}
+
+int cmd_query_ram_digest(struct qmp_request *req)
+{
+	struct vm *vm = control_req_vm(req);
+	struct digest_job *j;
+	bool chunks = true;
+	int ret;
+
+	if (qmp_arg_bool(req, "chunks", false, &chunks) < 0)
+		return -1;
+	if (!vm_is_paused(vm))
+		return qmp_error(req, QMP_ERR_GENERIC, "query-ram-digest needs a paused VM (stop first)");
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return qmp_error(req, QMP_ERR_GENERIC, "out of memory");
+	j->vm = vm;
+	j->chunks = chunks;
+	j->efd = -1;
+	j->n = ram_nr_chunks(&vm->mem);
+	j->crcs = calloc(j->n, sizeof(*j->crcs));
+	j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!j->crcs || j->efd < 0 ||
+	    event_loop_add(&vm->loop, j->efd, EPOLLIN, digest_done, j) < 0) {
+		digest_free(j);
+		return qmp_error(req, QMP_ERR_GENERIC, "cannot start the RAM digest");
+	}
+	j->client = control_defer(req, digest_cancel, j);
+	if (!j->client) {               /* no client to answer later: now */
+		ret = ram_compute_crcs(&vm->mem, j->crcs, &j->rs);
+		if (ret == 0)
+			req->ret = digest_json(j);
+		digest_free(j);
+		return ret < 0 ? qmp_error(req, QMP_ERR_GENERIC, "cannot read guest RAM") : 0;
+	}
+	vm_pause(vm);
+	j->threaded = pthread_create(&j->thread, NULL, digest_thread, j) == 0;
+	if (!j->threaded)
+		digest_thread(j);       /* slower, but answered all the same */
 	return 0;
 }
 

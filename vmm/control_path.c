@@ -20,6 +20,7 @@
 
 #include "vmm/control.h"
 #include "vmm/log.h"
+#include "vmm/sock_path.h"
 
 int control_sock_dir(char *buf, size_t size)
 {
@@ -70,45 +71,6 @@ int control_default_path(const char *name, char *buf, size_t size)
 	return 0;
 }
 
-int control_sock_addr(const char *path, struct sockaddr_un *sun)
-{
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun->sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(sun->sun_path, path);
-	return 0;
-}
-
-enum control_probe control_probe(const char *path)
-{
-	struct sockaddr_un sun;
-	struct stat st;
-	int fd, ret;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? PROBE_ABSENT : PROBE_ERROR;
-	if (!S_ISSOCK(st.st_mode))
-		return PROBE_NOT_SOCKET;
-	if (control_sock_addr(path, &sun) < 0)
-		return PROBE_ERROR;
-	/* Non-blocking: a VM whose backlog is full is busy, not dead. */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return PROBE_ERROR;
-	ret = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-	if (ret == 0 || errno == EAGAIN || errno == EINPROGRESS)
-		ret = PROBE_LIVE;
-	else if (errno == ECONNREFUSED)
-		ret = PROBE_STALE;
-	else
-		ret = PROBE_ERROR;
-	close(fd);
-	return ret;
-}
-
 /* "<digits>.sock" names a socket by the pid of the VM that made it. */
 static pid_t pid_of(const char *name)
 {
@@ -137,7 +99,7 @@ void control_sweep_stale(const char *dir)
 		if (!pid || (kill(pid, 0) < 0 ? errno != ESRCH : true))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
-		if (control_probe(path) == PROBE_STALE && unlink(path) == 0)
+		if (sock_path_probe(path) == SOCK_STALE && unlink(path) == 0)
 			pr_debug("control: removed %s (its VM is gone)", path);
 	}
 	closedir(dp);

@@ -9,7 +9,15 @@
  *       state record, when the pause left no page to send)
  *   dst-kill-before-ready   ...after the end record checked out, before READY
  *   dst-error-before-ready  ...answers ERROR instead of READY
+ *   dst-kill-after-ready    ...right after READY, before GO
  *   dst-kill-after-go       ...after GO, before RUNNING (the source stays paused)
+ *   dst-attach-fail-after-go  the destination cannot take the backends after
+ *       GO and answers ERROR (the source takes them back and resumes)
+ *   src-wait-peer-before-go   the source waits (up to 10 s) for the destination
+ *       to close the connection before it sends GO
+ *   src-kill-before-go      the source SIGKILLs itself after releasing its
+ *       backends, before GO (the destination must not run the guest)
+ *   src-go-write-fail       writing GO fails (the source resumes)
  *   src-save-stall          a file: save waits before its RAM pass until cancelled
  */
 #ifndef VMM_FAILPOINT_H

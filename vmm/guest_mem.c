@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
@@ -58,6 +59,15 @@ err_close:
 	close(r->memfd);
 	r->memfd = -1;
 	return -1;
+}
+
+uint64_t guest_mem_host_limit(void)
+{
+	struct sysinfo si;
+
+	if (sysinfo(&si) < 0)
+		return UINT64_MAX;
+	return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
 }
 
 int guest_mem_init(struct guest_mem *mem, uint64_t ram_size)

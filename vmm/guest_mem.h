@@ -41,6 +41,9 @@ struct guest_mem {
 
 /* Lay out `ram_size` bytes of RAM around the x86 MMIO hole and map it. */
 int guest_mem_init(struct guest_mem *mem, uint64_t ram_size);
+/* This host's RAM plus swap in bytes (UINT64_MAX if unknown): no guest may
+ * have more, whether --memory asks or a stream does. */
+uint64_t guest_mem_host_limit(void);
 void guest_mem_destroy(struct guest_mem *mem);
 
 /* Host pointer for [gpa, gpa+len) if it lies entirely inside one region, else NULL. */

@@ -173,7 +173,7 @@ static struct json_object *qmp_reply(struct qmp_request *req, struct json_object
 }
 
 struct json_object *qmp_dispatch(const struct qmp_command *cmds, void *opaque,
-				 const char *line, size_t len)
+				 const char *line, size_t len, struct qmp_request *later)
 {
 	struct qmp_request req = { .opaque = opaque };
 	const struct qmp_command *cmd;
@@ -185,8 +185,30 @@ struct json_object *qmp_dispatch(const struct qmp_command *cmds, void *opaque,
 	cmd = req.err_class ? NULL : qmp_resolve(&req, obj, cmds);
 	if (cmd && cmd->fn(&req) < 0 && !req.err_class)
 		qmp_error(&req, QMP_ERR_GENERIC, "%s failed", cmd->name);
+	if (req.deferred && !req.err_class && later) {
+		*later = req;
+		later->args = NULL;                     /* they live in obj */
+		later->id = id ? json_object_get(id) : NULL;
+		json_object_put(obj);
+		return NULL;
+	}
 	reply = qmp_reply(&req, id);
 	json_object_put(obj);
+	return reply;
+}
+
+void qmp_defer(struct qmp_request *req)
+{
+	req->deferred = true;
+}
+
+struct json_object *qmp_finish(struct qmp_request *req)
+{
+	struct json_object *reply = qmp_reply(req, req->id);
+
+	json_object_put(req->id);
+	req->id = NULL;
+	req->deferred = false;
 	return reply;
 }
 

@@ -29,6 +29,8 @@ struct qmp_request {
 	struct json_object *ret;        /* handler's result; NULL means {} */
 	const char *err_class;          /* set by qmp_error() */
 	char err_desc[256];
+	struct json_object *id;         /* the request's "id", echoed in its reply */
+	bool deferred;                  /* qmp_defer(): the handler answers later */
 };
 
 /* 0 with req->ret set (or left NULL), or the value of qmp_error(). */
@@ -40,11 +42,18 @@ struct qmp_command {
 	const char *const *args;        /* accepted argument names, NULL-terminated */
 };
 
-/* Run one request line against `cmds` (terminated by a NULL name). Always
- * returns a reply object ({"return": ...} or {"error": ...}, with "id"
- * echoed); the caller drops it with json_object_put(). */
+/* Run one request line against `cmds` (terminated by a NULL name). Returns
+ * a reply object ({"return": ...} or {"error": ...}, with "id" echoed); the
+ * caller drops it with json_object_put(). If the handler deferred its
+ * answer (qmp_defer()) and `later` is given, returns NULL with the request
+ * copied to *later (later->deferred set): qmp_finish() makes its reply. */
 struct json_object *qmp_dispatch(const struct qmp_command *cmds, void *opaque,
-				 const char *line, size_t len);
+				 const char *line, size_t len, struct qmp_request *later);
+/* In a handler: the answer comes later (the request's arguments do not
+ * live past the handler's return). */
+void qmp_defer(struct qmp_request *req);
+/* The reply to a deferred request, from the ret or error now in it. */
+struct json_object *qmp_finish(struct qmp_request *req);
 
 /* Record an error for the reply; returns -1 so handlers can `return qmp_error(...)`. */
 int qmp_error(struct qmp_request *req, const char *class, const char *fmt, ...)

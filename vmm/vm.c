@@ -360,6 +360,14 @@ void vm_set_throttle(struct vm *vm, unsigned pct)
 	}
 }
 
+int vm_flush_backends(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		if (virtio_mmio_flush(vm->virtio[i]) < 0)
+			return -1;
+	return 0;
+}
+
 void vm_release_backends(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
@@ -513,6 +521,10 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm->created)       /* failed before vm_create(): nothing to undo */
 		return;
+	/* vm_run() did these; a failure between vm_prepare_run() and it (an
+	 * incoming migration) did not: no stale socket, no raw terminal. */
+	control_destroy(vm);
+	console_restore(vm);
 	kvm_add_memory_wait(vm);
 	migration_destroy(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)

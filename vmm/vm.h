@@ -181,10 +181,15 @@ bool vm_is_paused(struct vm *vm);
 #define THROTTLE_PERIOD_US 10000
 /* Slow the guest's vCPUs to (100 - pct)% (0: full speed). Any thread. */
 void vm_set_throttle(struct vm *vm, unsigned pct);
+/* Frozen VM: what the guest wrote to its disks reaches the images (before
+ * a live migration's READY, before a snapshot counts as done). */
+int vm_flush_backends(struct vm *vm);
 /* Live migration after READY: close taps and drop disk locks, so the
  * destination can take them (the devices are quiesced already). */
 void vm_release_backends(struct vm *vm);
-/* Incoming live migration after GO: open the disks and taps now. */
+/* Open the disks and taps now: an incoming live migration after GO, or a
+ * source taking back what it released (the destination will not run the
+ * guest). Devices already attached are left alone. */
 int vm_attach_backends(struct vm *vm);
 
 #endif

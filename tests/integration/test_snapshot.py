@@ -162,7 +162,14 @@ def test_checkpoint_keeps_source_running(guest_factory, tmp_path):
     assert g.poweroff() == 0
 
 
+def rss_mib(proc):
+    with open(f"/proc/{proc.proc.pid}/status") as f:
+        return int(next(l for l in f if l.startswith("VmRSS:")).split()[1]) // 1024
+
+
 def test_lazy_restore(guest_factory, tmp_path):
+    """--lazy is lazy: right after the restore little of the 256 MiB the
+    snapshot holds is resident; reading all of RAM (the digest) brings it in."""
     g, sock = start_guest(guest_factory, tmp_path, memory="1G")
     g.command("fill 256M", r"^FILL done")
     data, _, _ = save(sock, f"file:{tmp_path / 'lz'}")
@@ -171,7 +178,10 @@ def test_lazy_restore(guest_factory, tmp_path):
     try:
         q = wait_socket(d, dsock)
         q.cmd("qmp_capabilities")
+        before = rss_mib(d)
+        assert before < 64, f"{before} MiB resident right after a lazy restore"
         assert digest(q) == data["ram-digest"]
+        assert rss_mib(d) - before >= 200, (before, rss_mib(d))
         q.cmd("cont")
         d.wait_for(HB, timeout=10)
         d.send("verify\n")
@@ -330,9 +340,22 @@ def test_readonly_dir_and_second_migrate(guest_factory, tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)], check=True)
     try:
         g, sock = start_guest(guest_factory, tmp_path, memory="64M")
+        g.command("fill 8M", r"^FILL done")
         data, info, q = save(sock, f"file:{ro / 'x'}")
         assert data["status"] == "failed" and info["error-desc"], info
         g.command("stats", r"^STATS ")
+        # The failure left nothing behind: a second save, to a writable
+        # place, works and the guest restores from it.
+        data, _, _ = save(sock, f"file:{tmp_path / 'y'}")
+        assert data["status"] == "completed", data
+        assert g.wait_exit(20) == 0
+        d, dsock = restore(tmp_path / "y", tmp_path)
+        try:
+            d.wait_for(HB, timeout=10)
+            m = d.command("verify", r"^VERIFY (PASS|FAIL) pages=(\d+)", timeout=30)
+            assert m.group(1) == "PASS" and int(m.group(2)) > 0
+        finally:
+            d.kill()
     finally:
         subprocess.run(["umount", "-l", str(ro)])
 

@@ -67,7 +67,7 @@ static const struct qmp_command table[] = {
 
 static struct json_object *run(const char *line)
 {
-	struct json_object *r = qmp_dispatch(table, NULL, line, strlen(line));
+	struct json_object *r = qmp_dispatch(table, NULL, line, strlen(line), NULL);
 
 	ck_assert_ptr_nonnull(r);
 	return r;
@@ -226,11 +226,11 @@ START_TEST(hostile_sizes)
 	/* A long but valid line works. */
 	memset(big, ' ', CONTROL_LINE_MAX - 1);
 	memcpy(big + 100, "{\"execute\":\"noop\"}", 18);
-	r = qmp_dispatch(table, NULL, big, CONTROL_LINE_MAX - 1);
+	r = qmp_dispatch(table, NULL, big, CONTROL_LINE_MAX - 1, NULL);
 	ck_assert_str_eq(qmp_to_string(r), "{\"return\":{}}");
 	json_object_put(r);
 	/* An embedded NUL is not the end of the line. */
-	r = qmp_dispatch(table, NULL, "{\"execute\":\"noop\"}\0{}", 21);
+	r = qmp_dispatch(table, NULL, "{\"execute\":\"noop\"}\0{}", 21, NULL);
 	ck_assert_ptr_nonnull(err_field(r, "class"));
 	json_object_put(r);
 	free(deep);

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
- * The UART's state round trip: a 16550A programmed the way Linux's 8250
- * driver programs it, with input waiting and a THR-empty interrupt pending,
- * is saved; a fresh UART loads it and the guest sees exactly the same
- * registers, FIFO and interrupt through its ports. Hostile state is refused
- * whole; a stream without the node leaves the UART as reset.
+ * The legacy devices' state round trips. A 16550A programmed the way
+ * Linux's 8250 driver programs it, with input waiting and a THR-empty
+ * interrupt pending, is saved; a fresh UART loads it and the guest sees
+ * exactly the same registers, FIFO and interrupt through its ports. The
+ * same for the CMOS (index and bytes) and the i8042 (control byte, a
+ * command waiting for its data, unread output). Hostile state is refused
+ * whole; a stream without a node leaves that device as reset.
  */
 #include <string.h>
 #include <unistd.h>
 
+#include "devices/i8042.h"
+#include "devices/rtc.h"
 #include "devices/serial.h"
 #include "migration/state.h"
 #include "tests/unit/check_main.h"
@@ -40,17 +44,27 @@ static void uart_fini(struct uart *u)
 	close(u->out[1]);
 }
 
-static uint8_t in8(struct uart *u, unsigned reg)
+static uint8_t port_in(struct vm *vm, uint16_t port)
 {
 	uint8_t v = 0;
 
-	ck_assert(io_bus_access(&u->vm.pio, COM1 + reg, &v, 1, false));
+	ck_assert(io_bus_access(&vm->pio, port, &v, 1, false));
 	return v;
+}
+
+static void port_out(struct vm *vm, uint16_t port, uint8_t v)
+{
+	ck_assert(io_bus_access(&vm->pio, port, &v, 1, true));
+}
+
+static uint8_t in8(struct uart *u, unsigned reg)
+{
+	return port_in(&u->vm, (uint16_t)(COM1 + reg));
 }
 
 static void out8(struct uart *u, unsigned reg, uint8_t v)
 {
-	ck_assert(io_bus_access(&u->vm.pio, COM1 + reg, &v, 1, true));
+	port_out(&u->vm, (uint16_t)(COM1 + reg), v);
 }
 
 static void *save(struct uart *u, size_t *len)
@@ -190,14 +204,87 @@ START_TEST(stream_without_uart_state)
 }
 END_TEST
 
+static void bare_vm(struct vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->vm_fd = vm->kvm_fd = -1;
+	vm->pio.name = "pio";
+}
+
+START_TEST(rtc_round_trip)
+{
+	struct vm va, vb;
+	struct rtc *a, *b;
+	struct state_writer w;
+	struct state_reader r;
+	size_t len;
+	void *blob;
+
+	bare_vm(&va);
+	bare_vm(&vb);
+	a = rtc_create(&va);
+	b = rtc_create(&vb);
+	ck_assert(a && b);
+	port_out(&va, 0x70, 0x0b);
+	port_out(&va, 0x71, 0x06);              /* binary, 24 h */
+	port_out(&va, 0x70, 0x40);
+	port_out(&va, 0x71, 0x77);              /* a CMOS byte a guest keeps */
+	ck_assert_int_eq(state_writer_init(&w), 0);
+	rtc_save(a, &w);
+	ck_assert_int_eq(state_writer_finish(&w, &blob, &len), 0);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), 0);
+	ck_assert_int_eq(rtc_load(b, &r), 0);
+	free(blob);
+	ck_assert_uint_eq(port_in(&vb, 0x71), 0x77);    /* the index came along */
+	port_out(&vb, 0x70, 0x0b);
+	ck_assert_uint_eq(port_in(&vb, 0x71), 0x06);
+	rtc_destroy(a);
+	rtc_destroy(b);
+}
+END_TEST
+
+START_TEST(i8042_round_trip)
+{
+	struct vm va, vb;
+	struct i8042 *a, *b;
+	struct state_writer w;
+	struct state_reader r;
+	size_t len;
+	void *blob;
+
+	bare_vm(&va);
+	bare_vm(&vb);
+	a = i8042_create(&va);
+	b = i8042_create(&vb);
+	ck_assert(a && b);
+	port_out(&va, 0x64, 0xaa);              /* self test: 0x55 waits to be read */
+	port_out(&va, 0x64, 0x60);              /* write CTR: its data byte not yet sent */
+	ck_assert_int_eq(state_writer_init(&w), 0);
+	i8042_save(a, &w);
+	ck_assert_int_eq(state_writer_finish(&w, &blob, &len), 0);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), 0);
+	ck_assert_int_eq(i8042_load(b, &r), 0);
+	free(blob);
+	ck_assert_uint_eq(port_in(&vb, 0x64) & 0x01, 0x01);     /* output waiting */
+	port_out(&vb, 0x60, 0x45);              /* the pending command takes it */
+	ck_assert_uint_eq(port_in(&vb, 0x60), 0x55);
+	port_out(&vb, 0x64, 0x20);
+	ck_assert_uint_eq(port_in(&vb, 0x60), 0x45);
+	i8042_destroy(a);
+	i8042_destroy(b);
+}
+END_TEST
+
 int main(void)
 {
-	Suite *s = suite_create("serial-state");
+	Suite *s = suite_create("legacy-state");
 	TCase *tc = tcase_create("state");
 
 	tcase_add_test(tc, linux_driver_state_round_trip);
 	tcase_add_test(tc, bad_state_refused_whole);
 	tcase_add_test(tc, stream_without_uart_state);
+	tcase_add_test(tc, rtc_round_trip);
+	tcase_add_test(tc, i8042_round_trip);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }
