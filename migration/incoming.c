@@ -7,6 +7,7 @@
 #include "devices/virtio_mmio.h"
 #include "migration/incoming.h"
 #include "migration/incoming_stream.h"
+#include "migration/lazy_guard.h"
 #include "migration/machine.h"
 #include "migration/migration.h"
 #include "migration/ram_file.h"
@@ -29,6 +30,8 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 	uint64_t t0, t1;
 	int ret;
 
+	if (cmdline->lazy)
+		lazy_guard_block_signal();      /* before vm_create() starts threads */
 	if (snapshot_open(&s, path) < 0 ||
 	    machine_load(s.machine.payload, s.machine.length, cmdline, cmdline->accept_backends, &cfg) < 0)
 		return EXIT_USAGE;
@@ -50,6 +53,8 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 		return EXIT_USAGE;
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		virtio_mmio_resume(vm->virtio[i]);
+	if (cmdline->lazy && lazy_guard_start(vm, s.fd, path) < 0)
+		return EXIT_VM_FAILURE;
 	return EXIT_OK;
 }
 

@@ -5,7 +5,6 @@
 #include "devices/virtio_mmio.h"
 #include "migration/machine.h"
 #include "migration/state.h"
-#include "vmm/guest_mem.h"
 #include "vmm/log.h"
 
 #define MAX_BACKEND_LIST 512
@@ -175,13 +174,6 @@ static int load_shape(const struct state_reader *m, struct vm_config *out)
 		       out->ncpus, (unsigned long long)ram);
 		return -1;
 	}
-	/* As for --memory: checked before anything is allocated. */
-	if (ram > guest_mem_host_limit()) {
-		pr_err("stream's machine has %llu MiB of RAM, more than this host has (%llu MiB)",
-		       (unsigned long long)(ram >> 20),
-		       (unsigned long long)(guest_mem_host_limit() >> 20));
-		return -1;
-	}
 	out->ram_size = ram;
 	nd = count_nodes(m, "disk", VM_MAX_DISKS);
 	nn = count_nodes(m, "net", VM_MAX_NICS);
@@ -212,12 +204,12 @@ int machine_load(const void *blob, size_t len, const struct vm_config *cmdline, 
 	return confirm_backends(out, cmdline, accept);
 }
 
-void machine_print(const void *blob, size_t len)
+int machine_print(const void *blob, size_t len)
 {
 	struct vm_config c = { 0 }, none = { 0 };
 
 	if (machine_load(blob, len, &none, true, &c) < 0)
-		return;
+		return -1;
 	printf("machine: x86_64, %u vCPU(s), %llu MiB RAM\n", c.ncpus,
 	       (unsigned long long)(c.ram_size >> 20));
 	for (unsigned i = 0; i < c.nr_disks; i++)
@@ -227,4 +219,5 @@ void machine_print(const void *blob, size_t len)
 		printf("  virtio-net tap=%s\n", c.nets[i].tap);
 	if (c.rng)
 		printf("  virtio-rng\n");
+	return 0;
 }

@@ -29,6 +29,6 @@ int machine_load(const void *blob, size_t len, const struct vm_config *cmdline, 
 		 struct vm_config *out);
 
 /* Human-readable description for --inspect. */
-void machine_print(const void *blob, size_t len);
+int machine_print(const void *blob, size_t len);
 
 #endif

@@ -143,7 +143,8 @@ int snapshot_inspect(const char *path)
 	present = ram_file_pages_present(s.fd, s.hdr.ram_offset, s.hdr.ram_length);
 	printf("file: %s\n", path);
 	printf("format: minivmm stream %u.%u, fixed-offset file layout\n", s.hdr.major, s.hdr.minor);
-	machine_print(s.machine.payload, s.machine.length);
+	if (machine_print(s.machine.payload, s.machine.length) < 0)
+		goto out;
 	printf("ram: %llu MiB in %llu chunks of 2 MiB at offset %llu; %llu pages present, %llu zero (holes)\n",
 	       (unsigned long long)(s.totals.ram_size >> 20),
 	       (unsigned long long)(s.ram_index.length - 4) / 4, (unsigned long long)s.hdr.ram_offset,
@@ -151,7 +152,8 @@ int snapshot_inspect(const char *path)
 	if (present < s.totals.pages_present)
 		printf("warning: only %llu pages have data in the file\n", (unsigned long long)present);
 	printf("state: %llu bytes\n", (unsigned long long)s.state.length);
-	vmstate_print(s.state.payload, s.state.length);
+	if (vmstate_print(s.state.payload, s.state.length) < 0)
+		goto out;
 	ret = 0;
 out:
 	snapshot_close(&s);

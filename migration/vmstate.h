@@ -22,6 +22,6 @@ int vmstate_load(struct vm *vm, const void *blob, size_t len);
 int vmstate_load_clock(struct vm *vm, const void *blob, size_t len);
 
 /* --inspect: one line per node with its version. */
-void vmstate_print(const void *blob, size_t len);
+int vmstate_print(const void *blob, size_t len);
 
 #endif

@@ -266,6 +266,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->mmio.name = "mmio";
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	cond_init_monotonic(&vm->pause_cond);  /* throttled vCPUs wait with a deadline */
+	/* --memory is checked so too; a stream's machine is checked here,
+	 * before anything is allocated. */
+	if (cfg->ram_size > guest_mem_host_limit()) {
+		pr_err("the machine has %llu MiB of RAM, more than this host has (%llu MiB)",
+		       (unsigned long long)(cfg->ram_size >> 20),
+		       (unsigned long long)(guest_mem_host_limit() >> 20));
+		return EXIT_USAGE;
+	}
 	if (kvm_open(vm) < 0 || kvm_check_vcpus(vm) < 0)
 		return EXIT_USAGE;
 	/* Devices register with the loop as they are created. */

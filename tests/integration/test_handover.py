@@ -258,3 +258,101 @@ def test_destination_quit_after_running_is_an_ordinary_quit(guest_factory, tmp_p
         assert dst.wait_exit(30) == 0
     finally:
         dst.kill()
+
+
+# ---- disk data at the handover ----
+
+class Ext4:
+    """A real, block-backed ext4 (a loop mount), so that the page cache of a
+    disk image can be dirty or clean (tmpfs pages are neither)."""
+
+    def __init__(self, tmp_path, size=64 << 20):
+        self.backing = tmp_path / "fs.img"
+        with open(self.backing, "wb") as f:
+            f.truncate(size)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(self.backing)], check=True)
+        self.mnt = tmp_path / "mnt"
+        self.mnt.mkdir()
+        subprocess.run(["mount", "-o", "loop", str(self.backing), str(self.mnt)], check=True)
+
+    def close(self):
+        subprocess.run(["umount", "-l", str(self.mnt)], capture_output=True)
+
+
+def dirty_pages(path):
+    """Pages of `path` still in the page cache after every clean page was
+    dropped: the ones not yet written to the disk. (drop_caches writes
+    nothing back; mincore() says what is resident.)"""
+    import ctypes
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("1")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    size = os.path.getsize(path)
+    pages = (size + 4095) // 4096
+    vec = (ctypes.c_ubyte * pages)()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, 1, 1, fd, 0)           # PROT_READ, MAP_SHARED
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            assert libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) == 0
+        finally:
+            libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec)
+
+
+@pytest.fixture
+def ext4(tmp_path):
+    fs = Ext4(tmp_path)
+    yield fs
+    fs.close()
+
+
+def test_disks_flushed_before_ready(guest_factory, tmp_path, ext4):
+    """What the guest wrote is on the disk before READY: while the
+    destination waits for GO (the source held there by a failpoint), no page
+    of the image is dirty, though the guest's writes were (a destination on
+    another host, reading shared storage, would otherwise miss them). The
+    pause's flush is reported."""
+    img = ext4.mnt / "disk.img"
+    img.write_bytes(bytes(8 << 20))
+    os.sync()
+    src, ssock = source(guest_factory, tmp_path, failpoints="src-wait-peer-before-go",
+                        extra=("--disk", str(img)))
+    src.command("blk write 0 64 256 9", r"^BLK write ok$", timeout=20)
+    assert dirty_pages(img) > 0, "the guest's writes were not in the page cache: no test"
+    dst, uri, _ = destination(tmp_path, extra=("-v", "--disk", str(img)))
+    client = subprocess.Popen([MINIVMM, "--api-sock", ssock, "--migrate", uri],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        dst.wait_for(WAITING_FOR_GO, timeout=60)
+        assert dirty_pages(img) == 0
+        _, err = client.communicate(timeout=120)
+        assert client.returncode == 0, err
+        dst.wait_for(HB, timeout=30)
+        m = dst.command("blk verify 0 64 256 9", r"^BLK verify (\w+)", timeout=30)
+        assert m.group(1) == "PASS", dst.tail()
+    finally:
+        client.kill()
+        dst.kill()
+
+
+def test_snapshot_move_flushes_disks(guest_factory, tmp_path, ext4):
+    """A snapshot move reports success only with the guest's disk writes on
+    the disk."""
+    img = ext4.mnt / "disk.img"
+    img.write_bytes(bytes(8 << 20))
+    os.sync()
+    src, ssock = source(guest_factory, tmp_path, extra=("--disk", str(img)))
+    src.command("blk write 0 64 256 9", r"^BLK write ok$", timeout=20)
+    assert dirty_pages(img) > 0, "the guest's writes were not in the page cache: no test"
+    r = migrate(ssock, f"file:{tmp_path / 'snap'}")
+    assert r.returncode == 0, r.stderr
+    assert src.wait_exit(30) == 0
+    assert dirty_pages(img) == 0

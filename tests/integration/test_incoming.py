@@ -520,3 +520,85 @@ def test_bad_uri_and_options(tmp_path):
     r = subprocess.run([MINIVMM, "--incoming", "tcp:127.0.0.1:0"], capture_output=True,
                        text=True, timeout=scaled(10), env=env)
     assert r.returncode == 2 and "MINIVMM_INCOMING_TIMEOUT" in r.stderr
+
+
+# ---- crafted records with valid CRCs: the stream and the file paths ----
+
+def fdt_edit(blob, edit):
+    """An FDT changed through its source form (dtc), as an attacker would."""
+    dts = subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dts", "-"], input=blob,
+                         capture_output=True, check=True).stdout.decode()
+    new = edit(dts)
+    assert new != dts, "the edit changed nothing"
+    return subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-"], input=new.encode(),
+                          capture_output=True, check=True).stdout
+
+
+def huge_ram(snap):
+    """The machine record asking for 1 TiB: possible in the format, more than
+    this host has (so refused before anything is allocated)."""
+    return fdt_edit(snap.recs[REC_MACHINE],
+                    lambda dts: re.sub(r"ram-size = <[^>]*>", "ram-size = <0x100 0x00>", dts))
+
+
+def test_stream_ram_bigger_than_host(snap, dest_factory):
+    d = dest_factory()
+    st = Stream(snap).add("header", record(REC_HEADER, header_payload()))
+    st.add("machine", record(REC_MACHINE, huge_ram(snap)))
+    refused(d, d.feed(st.bytes()), ["more than this host has"])
+
+
+def crafted_file(snap, path, **replace):
+    """The snapshot with some of its metadata records replaced, every CRC
+    valid and the header's lengths made to match: only the contents lie."""
+    recs = {REC_MACHINE: snap.recs[REC_MACHINE], REC_RAM_INDEX: snap.recs[REC_RAM_INDEX],
+            REC_STATE: snap.recs[REC_STATE], REC_END: snap.recs[REC_END]}
+    recs.update({globals()[k]: v for k, v in replace.items()})
+    meta = b"".join(record(t, recs[t]) for t in (REC_MACHINE, REC_RAM_INDEX, REC_STATE, REC_END))
+    hdr = record(REC_HEADER, b"MINIVMM\n" + struct.pack(
+        "<HHIQQQQ", snap.major, snap.minor, snap.flags, snap.ram_offset, snap.ram_length,
+        snap.meta_offset, len(meta)))
+    path.write_bytes(hdr + snap.data[len(hdr):snap.meta_offset] + meta)
+    return path
+
+
+CRAFTED = {
+    "end-empty": dict(REC_END=b""),
+    "end-short": dict(REC_END=b"\x01" * 8),
+    "end-31": dict(REC_END=bytes(31)),
+    "end-long": dict(REC_END=bytes(40)),
+    "end-counts": dict(REC_END=struct.pack("<QQQQ", 99, 1, 1, 64 << 20)),
+    "ram-index-short": dict(REC_RAM_INDEX=bytes(4)),
+    "ram-index-odd": dict(REC_RAM_INDEX=bytes(131)),
+    "state-garbage": dict(REC_STATE=b"\xd0\x0d\xfe\xed" + bytes(296)),
+    "machine-garbage": dict(REC_MACHINE=bytes(200)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED) + ["ram-too-big"])
+def test_crafted_snapshot_file(snap, tmp_path, case):
+    """Every bad file is refused by --inspect and by --incoming file: with
+    exit 2 and one line; no crash (ASan would say: make integration-san),
+    no guest output."""
+    repl = dict(REC_MACHINE=huge_ram(snap)) if case == "ram-too-big" else CRAFTED[case]
+    f = crafted_file(snap, tmp_path / case, **repl)
+    for args in (["--inspect", f"file:{f}"], ["--incoming", f"file:{f}"]):
+        r = subprocess.run([MINIVMM, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=scaled(20))
+        if case == "ram-too-big" and args[0] == "--inspect":
+            # A file from a bigger host is a good file to look at.
+            assert r.returncode == 0 and "1048576 MiB RAM" in r.stdout, r.stderr
+            continue
+        errs = [l for l in r.stderr.splitlines() if l.strip()]
+        assert r.returncode == 2, (case, args[0], r.returncode, r.stderr)
+        assert len(errs) == 1 and errs[0].startswith("minivmm: "), (case, args[0], errs)
+        if args[0] == "--incoming":
+            assert "HB " not in r.stdout, r.stdout
+
+
+def test_crafted_file_unchanged_restores(snap, tmp_path):
+    """The crafting itself is sound: the same records rewritten restore."""
+    f = crafted_file(snap, tmp_path / "same")
+    r = subprocess.run([MINIVMM, "--inspect", f"file:{f}"], capture_output=True, text=True,
+                       timeout=scaled(20))
+    assert r.returncode == 0, r.stderr

@@ -191,6 +191,34 @@ def test_lazy_restore(guest_factory, tmp_path):
         d.kill()
 
 
+def test_lazy_restore_survives_the_file_changing(guest_factory, tmp_path):
+    """The file a --lazy restore maps is opened for writing and truncated
+    while the guest runs: the writer is held (a read lease) until the
+    guest's RAM is copied off the file, then goes on; the guest runs on,
+    every page verifying, instead of dying of SIGBUS."""
+    import time
+    g, sock = start_guest(guest_factory, tmp_path, memory="512M")
+    g.command("fill 128M", r"^FILL done")
+    snap = tmp_path / "lz"
+    save(sock, f"file:{snap}")
+    assert g.wait_exit(20) == 0
+    d, dsock = restore(snap, tmp_path, extra=("--lazy", "-v"))
+    try:
+        d.wait_for(HB, timeout=10)
+        t0 = time.monotonic()
+        with open(snap, "r+b") as f:            # held until the copy is done
+            f.truncate(0)
+            f.write(b"not a snapshot any more" * 100)
+        assert time.monotonic() - t0 < scaled(20), "the writer waited for the lease to time out"
+        d.wait_for(r"guest RAM copied off it", timeout=10)
+        d.wait_for(HB, timeout=10, start=len(d.lines))
+        m = d.command("verify", r"^VERIFY (PASS|FAIL) pages=(\d+)", timeout=60)
+        assert m.group(1) == "PASS" and int(m.group(2)) >= 128 * 256, d.tail()
+        assert d.proc.poll() is None
+    finally:
+        d.kill()
+
+
 def test_inspect(guest_factory, tmp_path):
     g, sock = start_guest(guest_factory, tmp_path, cpus=2, memory="256M")
     g.command("fill 16M", r"^FILL done")
