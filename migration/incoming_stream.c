@@ -16,6 +16,7 @@
  * they mean what they mean for any VM.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,18 @@ static void set_timeouts(int fd, unsigned s)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+/* A connection that closes before saying anything (a probe whether the
+ * address is taken, a port scan, a health check) is not the source. */
+static bool silent_close(int fd, unsigned timeout_s)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+
+	if (poll(&p, 1, (int)timeout_s * 1000) <= 0)
+		return false;   /* silent but open: the stream's own timeout says so */
+	return recv(fd, &c, 1, MSG_PEEK) == 0;
+}
+
 /* The `listening on` line is a contract (docs/cli.md): scripts wait for it
  * to learn the port, so it is printed whatever the verbosity. */
 static int listen_accept(struct incoming *in)
@@ -104,9 +117,15 @@ static int listen_accept(struct incoming *in)
 	if (lfd < 0)
 		return EXIT_USAGE;
 	fprintf(stderr, "minivmm: incoming migration: listening on %s\n", bound);
-	do
+	for (;;) {
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	while (fd < 0 && errno == EINTR);
+		if (fd < 0 && errno == EINTR)
+			continue;
+		if (fd < 0 || !silent_close(fd, in->timeout_s))
+			break;
+		pr_info("incoming migration: a connection closed without a word; still waiting");
+		close(fd);
+	}
 	if (fd < 0)
 		pr_err("incoming migration: accept on %s: %s", bound, strerror(errno));
 	close(lfd);             /* one source only */

@@ -522,6 +522,29 @@ def test_bad_uri_and_options(tmp_path):
     assert r.returncode == 2 and "MINIVMM_INCOMING_TIMEOUT" in r.stderr
 
 
+def test_unix_path_never_clobbered(tmp_path, dest_factory):
+    """`--incoming unix:PATH` takes PATH only if nothing is there or a stale
+    socket is: a regular file stays as it was, a live listener is left alone."""
+    f = tmp_path / "precious"
+    f.write_bytes(b"keep me")
+    r = subprocess.run([MINIVMM, "--incoming", f"unix:{f}"], capture_output=True, text=True,
+                       timeout=scaled(10))
+    errs = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(errs) == 1 and "not a socket" in errs[0], r.stderr
+    assert f.read_bytes() == b"keep me"
+    live = dest_factory(uri=f"unix:{tmp_path / 'live.sock'}")
+    r = subprocess.run([MINIVMM, "--incoming", live.bound], capture_output=True, text=True,
+                       timeout=scaled(10))
+    assert r.returncode == 2 and "listening there already" in r.stderr, r.stderr
+    assert live.proc.poll() is None and os.path.exists(live.bound[5:])
+    stale = tmp_path / "stale.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(stale))
+    s.close()                                   # bound, never listened: stale
+    d = dest_factory(uri=f"unix:{stale}")
+    assert d.bound == f"unix:{stale}"
+
+
 # ---- crafted records with valid CRCs: the stream and the file paths ----
 
 def fdt_edit(blob, edit):

@@ -237,6 +237,8 @@ def test_destination_dies_source_resumes(guest_factory, tmp_path, phase):
             assert rc == -signal.SIGKILL, rc                    # the failpoint fired
         else:
             assert rc == 2 and f"failpoint {phase}" in dst.output(), (rc, dst.tail())
+            # It failed after setting up its control socket: no stale socket left.
+            assert not os.path.exists(tmp_path / "dst.sock")
         assert "HB " not in dst.output()                       # never ran the guest
         info = assert_source_running(src, ssock)
         assert info.get("error-desc")
@@ -348,6 +350,22 @@ def test_stalled_destination(guest_factory, tmp_path):
     finally:
         if dst.proc.poll() is None:
             os.kill(dst.proc.pid, signal.SIGCONT)
+        dst.kill()
+
+
+def test_never_past_the_downtime_limit(guest_factory, tmp_path):
+    """A limit no switchover can meet (1 ms: the fixed cost alone is ~2 ms):
+    the migration throttles the vCPUs all the way, then fails saying why,
+    instead of switching over past the limit; the guest runs on here."""
+    src, ssock, dst, uri, q = filled_pair(guest_factory, tmp_path, {"downtime-limit": 1})
+    try:
+        r = migrate(ssock, uri)
+        assert r.returncode == 1, r.stderr
+        assert "did not converge" in r.stderr and "downtime limit of 1 ms" in r.stderr, r.stderr
+        assert dst.wait_exit(30) != 0
+        assert "HB " not in dst.output()
+        info = assert_source_running(src, ssock)
+    finally:
         dst.kill()
 
 
