@@ -362,3 +362,37 @@ def test_path_that_is_not_a_socket(sockdir):
     assert r.returncode == 2
     one_error_line(r, "not a socket")
     assert open(path).read() == "keep me"
+
+
+def test_ram_digest_does_not_block_the_loop(guest_factory, sockdir):
+    """query-ram-digest reads all of RAM on a worker: meanwhile another
+    client is answered, its `cont` waits until the digest is done (the VM
+    stays paused for it), and the digest's client gets its answer, then its
+    next request's."""
+    path = os.path.join(sockdir, "d.sock")
+    g = guest_factory(memory="2G", cmdline="hb=0 fill=1G", extra=["--api-sock", path])
+    g.ready()
+    g.wait_for(r"^FILL done", timeout=120)
+    a, b = Qmp(path), Qmp(path)
+    a.cmd("qmp_capabilities")
+    b.cmd("qmp_capabilities")
+    assert a.cmd("stop") == {"return": {}}
+    got = {}
+
+    def read_a():
+        got["digest"] = a.reply()
+        got["t_digest"] = time.monotonic()
+        got["after"] = a.reply()
+    import threading
+    reader = threading.Thread(target=read_a)
+    a.send(b'{"execute": "query-ram-digest", "id": "digest"}\n'
+           b'{"execute": "query-status", "id": "after"}\n')
+    reader.start()
+    assert status(b)["status"] == "paused"              # answered while the digest runs
+    t_b = time.monotonic()
+    reader.join(scaled(60))
+    assert got["digest"]["id"] == "digest" and len(got["digest"]["return"]["digest"]) == 8, got
+    assert got["after"] == {"return": {"status": "paused", "running": False}, "id": "after"}
+    assert t_b < got["t_digest"], "the other client waited for the digest"
+    assert a.cmd("cont") == {"return": {}}
+    assert status(a)["status"] == "running"
