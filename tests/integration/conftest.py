@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -68,22 +67,42 @@ def _read(path):
         return f"({e.strerror})"
 
 
+def _thread_cpu(t):
+    """utime + stime of a thread, in clock ticks."""
+    try:
+        with open(f"{t}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 def _stacks_report(pids):
-    """Each process's command line and, per thread, its state, wait channel
-    and kernel stack: where a stuck minivmm (or its kernel) is waiting."""
+    """Each process's command line and, per thread, its state, the CPU time
+    it used in the last second (spinning or waiting?), its system call and
+    kernel stack: where a stuck minivmm (or its kernel) is."""
+    threads = {}
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                threads[(pid, int(tid))] = _thread_cpu(f"/proc/{pid}/task/{tid}")
+        except OSError:
+            pass
+    time.sleep(1)       # sampling CPU time over a second, not synchronising
     out = io.StringIO()
     for pid in pids:
         cmd = _read(f"/proc/{pid}/cmdline").replace("\0", " ")
         out.write(f"--- pid {pid}: {cmd}\n")
-        try:
-            tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
-        except OSError:
-            continue
-        for tid in tids:
+        for (p, tid), cpu0 in sorted(threads.items()):
+            if p != pid:
+                continue
             t = f"/proc/{pid}/task/{tid}"
             state = next((l for l in _read(f"{t}/status").splitlines()
                           if l.startswith("State:")), "State: ?")
-            out.write(f"  tid {tid} {_read(f'{t}/comm')} {state.split(None, 1)[-1]} "
+            cpu1 = _thread_cpu(t)
+            busy = f"{cpu1 - cpu0} ticks in 1 s" if cpu0 >= 0 and cpu1 >= 0 else "gone"
+            out.write(f"  tid {tid} {_read(f'{t}/comm')} {state.split(None, 1)[-1]} ({busy}) "
+                      f"syscall={_read(f'{t}/syscall').split(' ')[0]} "
                       f"wchan={_read(f'{t}/wchan')}\n")
             for line in _read(f"{t}/stack").splitlines():
                 out.write(f"    {line}\n")
@@ -92,47 +111,60 @@ def _stacks_report(pids):
 
 @pytest.fixture(autouse=True)
 def watchdog(request):
-    """Fail a test that runs past WATCHDOG seconds: print where its processes
-    and our own threads are stuck, then kill the processes so that its waits
-    end (EOF) and the run goes on."""
-    fired = threading.Event()
+    """Fail a test that runs past WATCHDOG seconds: note where its processes
+    and our own threads are stuck, kill the processes (so that its waits end
+    with EOF and the run goes on), and report it all as the test's failure.
+    Nothing is printed from the timer's thread: pytest's output capture is
+    not meant to be switched from there (it hung once)."""
+    fired = {}
 
     def bite():
-        fired.set()
         pids = _descendants(os.getpid())
-        report = (f"\nwatchdog: {request.node.nodeid} still running after {WATCHDOG:.0f} s; "
-                  f"kernel stacks of its processes:\n" + _stacks_report(pids))
-        capman = request.config.pluginmanager.getplugin("capturemanager")
-        with capman.global_and_fixture_disabled():
-            sys.stderr.write(report)
-            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-            sys.stderr.flush()
+        report = (f"watchdog: {request.node.nodeid} still running after {WATCHDOG:.0f} s; "
+                  f"its processes:\n" + _stacks_report(pids))
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        tb = io.StringIO()
+        try:
+            import tempfile
+            with tempfile.TemporaryFile("w+") as f:
+                faulthandler.dump_traceback(file=f, all_threads=True)
+                f.seek(0)
+                tb.write(f.read())
+        except OSError:
+            pass
+        fired["report"] = report + "\npytest's threads:\n" + tb.getvalue()
 
     timer = threading.Timer(WATCHDOG, bite)
     timer.daemon = True
     timer.start()
     yield
     timer.cancel()
-    if fired.is_set():
-        pytest.fail(f"watchdog: the test ran past {WATCHDOG:.0f} s (stacks printed above)")
+    if fired:
+        pytest.fail(fired["report"], pytrace=False)
 
 
-def pytest_configure(config):
-    # Fail the whole run, loudly, rather than skipping: these tests are the point.
-    if not os.path.exists("/dev/kvm"):
-        raise pytest.UsageError("/dev/kvm is missing: the integration tests need KVM "
-                                "(scripts/test runs them in the nested test VM; by hand: "
-                                "scripts/nested tests/run-kvm integration)")
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        raise pytest.UsageError("/dev/kvm is not accessible: run as root or join group kvm")
-    for path in (MINIVMM, GUEST):
-        if not os.path.exists(path):
-            raise pytest.UsageError(f"{path} is missing: run make first")
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember whether each phase passed, for free_tmp_when_nested."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture(autouse=True)
+def free_tmp_when_nested(request):
+    """In the nested test VM /tmp is RAM, and pytest keeps every test's
+    tmp_path (snapshots, disk images: gigabytes by the end of the run) for
+    the whole session: a test that passed gives its files back."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if NESTED and rep is not None and rep.passed and "tmp_path" in request.fixturenames:
+        import shutil
+        shutil.rmtree(request.getfixturevalue("tmp_path"), ignore_errors=True)
 
 
 class Proc:
