@@ -162,9 +162,10 @@ def free_tmp_when_nested(request):
     the whole session: a test that passed gives its files back."""
     yield
     rep = getattr(request.node, "rep_call", None)
-    if NESTED and rep is not None and rep.passed and "tmp_path" in request.fixturenames:
+    path = getattr(request.node, "funcargs", {}).get("tmp_path")
+    if NESTED and rep is not None and rep.passed and path is not None:
         import shutil
-        shutil.rmtree(request.getfixturevalue("tmp_path"), ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Proc:
