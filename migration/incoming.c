@@ -8,6 +8,7 @@
 #include "migration/incoming.h"
 #include "migration/incoming_stream.h"
 #include "migration/lazy_guard.h"
+#include "migration/lazy_uffd.h"
 #include "migration/machine.h"
 #include "migration/migration.h"
 #include "migration/ram_file.h"
@@ -15,12 +16,25 @@
 #include "migration/vmstate.h"
 #include "vmm/log.h"
 
-/* --lazy: the file's RAM area replaces the memfd mappings before KVM sees them. */
+/* --lazy=mmap: the file's RAM area replaces the memfd mappings before KVM sees them. */
 static int map_lazily(struct vm *vm, void *opaque)
 {
 	struct snapshot *s = opaque;
 
 	return snapshot_load_ram(s, vm, true);
+}
+
+/* --lazy=uffd: RAM registered for faults before KVM or a device touches it. */
+static struct lazy_uffd *lazy_uffd;     /* lives as long as the VM may fault */
+
+static int fault_in_lazily(struct vm *vm, void *opaque)
+{
+	struct snapshot *s = opaque;
+
+	if (snapshot_check_ram(s, vm) < 0)
+		return -1;
+	lazy_uffd = lazy_uffd_start(vm, s->fd, s->hdr.ram_offset, s->path);
+	return lazy_uffd ? 0 : -1;
 }
 
 static int restore_file(struct vm *vm, const struct vm_config *cmdline, const char *path)
@@ -36,7 +50,7 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 	    machine_load(s.machine.payload, s.machine.length, cmdline, cmdline->accept_backends, &cfg) < 0)
 		return EXIT_USAGE;
 	if (cmdline->lazy) {
-		cfg.prepare_ram = map_lazily;
+		cfg.prepare_ram = cmdline->lazy_uffd ? fault_in_lazily : map_lazily;
 		cfg.prepare_opaque = &s;
 	}
 	t0 = now_ns();
@@ -53,8 +67,10 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 		return EXIT_USAGE;
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		virtio_mmio_resume(vm->virtio[i]);
-	if (cmdline->lazy && lazy_guard_start(vm, s.fd, path) < 0)
-		return EXIT_VM_FAILURE;
+	if (cmdline->lazy_uffd)
+		return lazy_uffd_push(lazy_uffd) < 0 ? EXIT_VM_FAILURE : EXIT_OK;
+	if (cmdline->lazy)
+		lazy_guard_start(vm, s.fd, path, NULL, NULL);
 	return EXIT_OK;
 }
 

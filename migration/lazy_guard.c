@@ -40,6 +40,8 @@ struct lazy_guard {
 	struct vm *vm;
 	int file_fd;            /* the snapshot, leased */
 	int sig_fd;             /* signalfd for the lease-break signal */
+	lazy_take_off_fn take_off;
+	void *opaque;
 	char path[256];
 };
 
@@ -87,6 +89,19 @@ static int region_to_memfd(struct mem_region *r)
 	return 0;
 }
 
+/* --lazy=mmap: with the guest paused, every region into its memfd. */
+static int map_take_off(struct vm *vm, void *opaque)
+{
+	int ret = 0;
+
+	(void)opaque;
+	vm_pause(vm);
+	for (unsigned i = 0; i < vm->mem.nr_regions && ret == 0; i++)
+		ret = region_to_memfd(&vm->mem.regions[i]);
+	vm_resume(vm);
+	return ret;
+}
+
 static void guard_stop(struct lazy_guard *g)
 {
 	event_loop_del(&g->vm->loop, g->sig_fd);
@@ -108,31 +123,31 @@ static void on_lease_break(void *opaque, uint32_t events)
 	(void)events;
 	if (read(g->sig_fd, &si, sizeof(si)) != sizeof(si))
 		return;
-	vm_pause(vm);
-	for (unsigned i = 0; i < vm->mem.nr_regions && ret == 0; i++)
-		ret = region_to_memfd(&vm->mem.regions[i]);
-	vm_resume(vm);
+	ret = g->take_off(vm, g->opaque);
 	if (ret < 0) {
 		/* Half-copied is still whole: every region is one or the other. */
 		pr_err("lazy restore: %s is being changed and RAM could not be taken off it: "
 		       "the guest may see the change", g->path);
 	} else {
-		pr_info("lazy restore: %s is being changed: guest RAM copied off it first "
+		pr_info("lazy restore: %s is being changed: guest RAM taken off it first "
 			"(%llu ms); the guest no longer depends on the file", g->path,
 			(unsigned long long)(now_ns() - t0) / 1000000);
 	}
 	guard_stop(g);
 }
 
-int lazy_guard_start(struct vm *vm, int fd, const char *path)
+struct lazy_guard *lazy_guard_start(struct vm *vm, int fd, const char *path,
+				    lazy_take_off_fn take_off, void *opaque)
 {
 	struct lazy_guard *g = calloc(1, sizeof(*g));
 	char self[64];
 	sigset_t set;
 
 	if (!g)
-		return -1;
+		return NULL;
 	g->vm = vm;
+	g->take_off = take_off ? take_off : map_take_off;
+	g->opaque = opaque;
 	g->sig_fd = -1;
 	snprintf(g->path, sizeof(g->path), "%s", path);
 	/* Our own open file of the very inode the restore mapped (not the
@@ -153,12 +168,18 @@ int lazy_guard_start(struct vm *vm, int fd, const char *path)
 			"this VM runs", path);
 		goto unguarded;
 	}
-	return 0;
+	return g;
 unguarded:
 	if (g->sig_fd >= 0)
 		close(g->sig_fd);
 	if (g->file_fd >= 0)
 		close(g->file_fd);
 	free(g);
-	return 0;
+	return NULL;
+}
+
+void lazy_guard_release(struct lazy_guard *g)
+{
+	if (g)
+		guard_stop(g);
 }

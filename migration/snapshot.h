@@ -34,6 +34,8 @@ struct snapshot {
 /* Open and check a snapshot: header, then every record after the RAM. */
 int snapshot_open(struct snapshot *s, const char *path);
 void snapshot_close(struct snapshot *s);
+/* Whether the file's RAM area fits vm's RAM layout. 0, or -1 with a message. */
+int snapshot_check_ram(const struct snapshot *s, const struct vm *vm);
 /* Fill guest RAM (eagerly with CRC checks, or mapped copy-on-write). */
 int snapshot_load_ram(struct snapshot *s, struct vm *vm, bool lazy);
 /* minivmm --inspect file:PATH */

@@ -111,15 +111,22 @@ void snapshot_close(struct snapshot *s)
 	s->fd = -1;
 }
 
+int snapshot_check_ram(const struct snapshot *s, const struct vm *vm)
+{
+	if (ram_nr_chunks(&vm->mem) * RAM_CHUNK != s->hdr.ram_length || s->totals.ram_size != vm->mem.ram_size) {
+		pr_err("%s: RAM area does not match the machine description", s->path);
+		return -1;
+	}
+	return 0;
+}
+
 int snapshot_load_ram(struct snapshot *s, struct vm *vm, bool lazy)
 {
 	const uint32_t *crcs = (const uint32_t *)((const uint8_t *)s->ram_index.payload + 4);
 	struct ram_stats rs;
 
-	if (ram_nr_chunks(&vm->mem) * RAM_CHUNK != s->hdr.ram_length || s->totals.ram_size != vm->mem.ram_size) {
-		pr_err("%s: RAM area does not match the machine description", s->path);
+	if (snapshot_check_ram(s, vm) < 0)
 		return -1;
-	}
 	if (lazy)
 		return ram_file_map(s->fd, s->hdr.ram_offset, &vm->mem);
 	if (ram_file_read(s->fd, s->hdr.ram_offset, &vm->mem, crcs, &rs) < 0)

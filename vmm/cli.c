@@ -33,7 +33,7 @@ static const struct option cli_options[] = {
 	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ "paused",   no_argument,       NULL, OPT_PAUSED },
 	{ "accept-backends", no_argument, NULL, OPT_ACCEPT_BACKENDS },
-	{ "lazy",     no_argument,       NULL, OPT_LAZY },
+	{ "lazy",     optional_argument, NULL, OPT_LAZY },
 	{ "inspect",  required_argument, NULL, OPT_INSPECT },
 	{ "migrate",  required_argument, NULL, OPT_MIGRATE },
 	{ "checkpoint", no_argument,     NULL, OPT_CHECKPOINT },
@@ -74,8 +74,11 @@ static void cli_usage(void)
 	       "  --incoming URI    receive a live migration (tcp:[HOST]:PORT, unix:PATH) or\n"
 	       "                    restore a snapshot (file:PATH) instead of booting\n"
 	       "  --accept-backends with --incoming: open the disks and taps the stream names\n"
-	       "  --lazy            with --incoming file: map RAM copy-on-write, fault it in\n"
-	       "                    on first touch (RAM CRCs are then not checked up front)\n"
+	       "  --lazy[=MODE]     with --incoming file: run at once, RAM brought in on first\n"
+	       "                    touch (RAM CRCs are then not checked up front). MODE mmap\n"
+	       "                    (default): the file mapped copy-on-write; uffd: pages\n"
+	       "                    read into the VM's own RAM through userfaultfd and pushed\n"
+	       "                    in the background until the VM no longer needs the file\n"
 	       "  --paused          start with vCPUs stopped (resume with `cont`)\n"
 	       "  --dirty-ring N    KVM dirty ring entries per vCPU for live migration\n"
 	       "                    (power of two, default 4096; 0 = dirty bitmap)\n"
@@ -167,6 +170,20 @@ static int parse_memory(const char *arg, uint64_t *out)
 	return 0;
 }
 
+/* --lazy, --lazy=mmap, --lazy=uffd */
+static int parse_lazy(const char *arg, struct vm_config *cfg)
+{
+	cfg->lazy = true;
+	if (!arg || !strcmp(arg, "mmap"))
+		return 0;
+	if (!strcmp(arg, "uffd")) {
+		cfg->lazy_uffd = true;
+		return 0;
+	}
+	pr_err("--lazy=%s: unknown mode (mmap or uffd)", arg);
+	return -1;
+}
+
 static int parse_dirty_ring(const char *arg, uint32_t *out)
 {
 	char *end;
@@ -241,7 +258,7 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_INCOMING: cfg->incoming = arg; return 0;
 	case OPT_PAUSED:   cfg->start_paused = true; return 0;
 	case OPT_ACCEPT_BACKENDS: cfg->accept_backends = true; return 0;
-	case OPT_LAZY:     cfg->lazy = true; return 0;
+	case OPT_LAZY:     return parse_lazy(arg, cfg);
 	case OPT_INSPECT:  cfg->inspect = arg; return 0;
 	case OPT_KERNEL:   cfg->kernel = arg; return 0;
 	case OPT_INITRD:   cfg->initrd = arg; return 0;

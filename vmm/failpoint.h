@@ -19,6 +19,8 @@
  *       backends, before GO (the destination must not run the guest)
  *   src-go-write-fail       writing GO fails (the source resumes)
  *   src-save-stall          a file: save waits before its RAM pass until cancelled
+ *   lazy-push-after-faults  a --lazy=uffd restore starts its push only after
+ *       the guest has taken 64 faults
  */
 #ifndef VMM_FAILPOINT_H
 #define VMM_FAILPOINT_H

@@ -155,6 +155,14 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
+def pytest_runtest_logreport(report):
+    """A failure's details at once, not only in the summary at the end: a
+    run cut short later (the nested VM's limits) still shows why."""
+    if report.failed:
+        print(f"\n---- {report.nodeid} ({report.when}) failed:\n{report.longreprtext}\n----",
+              flush=True)
+
+
 @pytest.fixture(autouse=True)
 def free_tmp_when_nested(request):
     """In the nested test VM /tmp is RAM, and pytest keeps every test's

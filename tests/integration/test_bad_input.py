@@ -26,6 +26,7 @@ def assert_usage_error(r, words):
     (["--memory", "12Q"], ["--memory"]),
     (["--boot", "bios"], ["--boot"]),
     (["--no-such-flag"], ["unknown option"]),
+    (["--lazy=bogus"], ["--lazy=bogus"]),
 ])
 def test_bad_flags(args, words):
     assert_usage_error(run_minivmm(["--kernel", GUEST, *args]), words)
