@@ -192,10 +192,8 @@ int uffd_ram_place(struct uffd_ram *u, const struct mem_region *r, uint64_t off,
 
 static bool all_zero(const uint8_t *p, uint64_t len)
 {
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (uint64_t i = 0; i < len / 8; i++)
-		if (w[i])
+	for (uint64_t off = 0; off < len; off += PAGE)
+		if (!guest_page_is_zero(p + off))
 			return false;
 	return true;
 }
