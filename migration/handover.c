@@ -41,16 +41,12 @@
 #define REATTACH_TRIES    20
 #define REATTACH_WAIT_MS  50
 
-int handover_read_reply(struct chan *in, uint32_t *code, char *msg, size_t msglen)
+static int parse_reply(struct chan *in, struct record rec, uint32_t *code, char *msg,
+		       size_t msglen)
 {
 	struct stream_reply r;
-	struct record rec;
 	size_t n;
 
-	if (msglen)
-		msg[0] = 0;
-	if (record_read(in, &rec, REC_REPLY) < 0)
-		return -1;
 	if (rec.length < sizeof(r)) {
 		pr_err("%s: a reply of %llu bytes, too short", in->name, (unsigned long long)rec.length);
 		record_free(&rec);
@@ -64,6 +60,45 @@ int handover_read_reply(struct chan *in, uint32_t *code, char *msg, size_t msgle
 			 (const char *)rec.payload + sizeof(r));
 	record_free(&rec);
 	return 0;
+}
+
+int handover_read_reply(struct chan *in, uint32_t *code, char *msg, size_t msglen)
+{
+	struct record rec;
+
+	if (msglen)
+		msg[0] = 0;
+	if (record_read(in, &rec, REC_REPLY) < 0)
+		return -1;
+	return parse_reply(in, rec, code, msg, msglen);
+}
+
+/* After GO in postcopy the destination may ask for pages before it says
+ * RUNNING (its fault thread runs from GO on): keep those for the server. */
+static int read_confirmation(struct migration *m, struct chan *in, uint32_t *code, char *msg,
+			     size_t msglen)
+{
+	struct record rec;
+
+	if (!m->postcopy)
+		return handover_read_reply(in, code, msg, msglen);
+	if (msglen)
+		msg[0] = 0;
+	for (;;) {
+		if (record_read(in, &rec, 0) < 0)
+			return -1;
+		if (rec.type != REC_PAGE_REQ)
+			break;
+		for (uint64_t i = 0; i < rec.length / 8 && m->pc_nr_early < MIG_EARLY_REQUESTS; i++)
+			memcpy(&m->pc_early[m->pc_nr_early++], (uint8_t *)rec.payload + i * 8, 8);
+		record_free(&rec);
+	}
+	if (rec.type != REC_REPLY) {
+		pr_err("%s: a %s record where a reply belongs", in->name, record_type_name(rec.type));
+		record_free(&rec);
+		return -1;
+	}
+	return parse_reply(in, rec, code, msg, msglen);
 }
 
 /* The destination closed its end (it died after READY, or gave up). */
@@ -143,7 +178,7 @@ int handover(struct migration *m, struct chan *out, struct chan *in)
 		return resume_here(m, "GO could not be sent whole, so the destination cannot run "
 				   "the guest");
 	m->go_sent = true;
-	if (handover_read_reply(in, &code, msg, sizeof(msg)) < 0) {
+	if (read_confirmation(m, in, &code, msg, sizeof(msg)) < 0) {
 		migration_strand(m, "GO was sent but the destination did not confirm that it runs "
 				 "the guest: it may run there, so this VM stays paused (make sure it "
 				 "does not before `cont {\"force\": true}`)");

@@ -31,6 +31,7 @@
 #include "migration/incoming_stream.h"
 #include "migration/machine.h"
 #include "migration/migration.h"
+#include "migration/postcopy_dst.h"
 #include "migration/stream_rx.h"
 #include "migration/uri.h"
 #include "migration/vmstate.h"
@@ -49,7 +50,16 @@ struct incoming {
 	struct stream_rx rx;
 	char err[1024];         /* the first error, for the ERROR reply */
 	bool quit;              /* told to stop before GO: ERROR to the source, exit 0 */
+	struct postcopy_dst *postcopy;  /* the source switched to postcopy */
 };
+
+static void stop_postcopy(void *opaque)
+{
+	struct incoming *in = opaque;
+
+	postcopy_dst_stop(in->postcopy);
+	in->postcopy = NULL;
+}
 
 static int parse_timeout(unsigned *out)
 {
@@ -164,6 +174,14 @@ static int receive(struct incoming *in)
 	/* CPUID and TSC are checked against this host here, before READY. */
 	if (vmstate_load(in->vm, rx->state.payload, rx->state.length) < 0)
 		return EXIT_USAGE;
+	/* Postcopy: stale pages dropped, RAM registered for faults. */
+	if (rx->postcopy.payload) {
+		in->postcopy = postcopy_dst_prepare(in->vm, rx);
+		if (!in->postcopy)
+			return EXIT_VM_FAILURE;
+		in->vm->stop_hook = stop_postcopy;
+		in->vm->stop_hook_opaque = in;
+	}
 	/* Whatever can still fail here (the control socket's path...) fails now:
 	 * after GO, a failure would leave the guest running nowhere. */
 	ret = vm_prepare_run(in->vm);
@@ -224,6 +242,9 @@ static int switchover(struct incoming *in)
 	if (stream_rx_wait_go(&in->rx) < 0)
 		return rx_status(in);
 	failpoint_kill("dst-kill-after-go");
+	/* Pages must flow before anything here may touch guest RAM. */
+	if (in->postcopy && postcopy_dst_start(in->postcopy) < 0)
+		return EXIT_VM_FAILURE;
 	/* The source let go of its disks and taps before GO: take them. If we
 	 * cannot, let go of what we took, so the source can take all back. */
 	if (failpoint("dst-attach-fail-after-go")) {
@@ -239,13 +260,15 @@ static int switchover(struct incoming *in)
 		vm_release_backends(in->vm);
 		return EXIT_USAGE;
 	}
-	for (unsigned i = 0; i < in->vm->nr_virtio; i++)
-		virtio_mmio_resume(in->vm->virtio[i]);
 	/* The source never resumes after GO, so the guest runs here even if
-	 * it cannot hear that it does. */
+	 * it cannot hear that it does. Said before the devices go on: in
+	 * postcopy their first touch of a missing page waits for the source,
+	 * which serves pages only after RUNNING. */
 	if (stream_rx_reply(&in->rx, REPLY_RUNNING, NULL) < 0)
 		pr_warn("incoming migration: cannot confirm RUNNING to the source (%s); the guest runs here",
 			strerror(errno));
+	for (unsigned i = 0; i < in->vm->nr_virtio; i++)
+		virtio_mmio_resume(in->vm->virtio[i]);
 	return EXIT_OK;
 }
 
@@ -272,7 +295,13 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 	log_capture_errors(NULL, 0);
 	if (ret != EXIT_OK || in.quit)
 		stream_rx_reply(&in.rx, REPLY_ERROR, in.err[0] ? in.err : "the destination failed");
-	close(in.fd);
+	if (ret != EXIT_OK || in.quit) {
+		vm->stop_hook = NULL;
+		postcopy_dst_stop(in.postcopy);
+		in.postcopy = NULL;
+	}
+	if (!in.postcopy)       /* else postcopy's, until it ends */
+		close(in.fd);
 	ram_loader_free(&in.rx.ram);
 	record_free(&in.rx.state);
 	ram_pipe_finish(&in.rx.pipe);   /* the machine record stays: the VM's config points into it */

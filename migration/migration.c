@@ -40,9 +40,11 @@ const char *migration_status_name(int status)
 		[MIG_NONE] = "none", [MIG_SETUP] = "setup", [MIG_ACTIVE] = "active",
 		[MIG_DEVICE] = "device", [MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed",
 		[MIG_CANCELLING] = "cancelling", [MIG_CANCELLED] = "cancelled",
+		[MIG_POSTCOPY_ACTIVE] = "postcopy-active", [MIG_POSTCOPY_PAUSED] = "postcopy-paused",
+		[MIG_POSTCOPY_RECOVER] = "postcopy-recover",
 	};
 
-	return status >= MIG_NONE && status <= MIG_CANCELLED ? names[status] : "unknown";
+	return status >= MIG_NONE && status <= MIG_POSTCOPY_RECOVER ? names[status] : "unknown";
 }
 
 bool migration_cancelled(const struct migration *m)
@@ -50,9 +52,31 @@ bool migration_cancelled(const struct migration *m)
 	return atomic_load(&m->cancel);
 }
 
+static bool postcopy_status(int s)
+{
+	return s == MIG_POSTCOPY_ACTIVE || s == MIG_POSTCOPY_PAUSED || s == MIG_POSTCOPY_RECOVER;
+}
+
 void migration_set_status(struct migration *m, int status)
 {
 	atomic_store(&m->status, status);
+	/* Clients hear of the switch and of a break as MIGRATION events. */
+	if (postcopy_status(status) && m->status_efd >= 0)
+		eventfd_write(m->status_efd, 1);
+}
+
+/* Main thread: a MIGRATION event for the postcopy status now. */
+static void migration_on_status(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct migration *m = vm->mig;
+	int status = atomic_load(&m->status);
+	eventfd_t v;
+
+	(void)events;
+	eventfd_read(m->status_efd, &v);
+	if (postcopy_status(status) && m->event_cb)
+		m->event_cb(vm, status);
 }
 
 /* The capture of errors (log.c) keeps the first: this one is written first. */
@@ -131,7 +155,8 @@ static void *migration_thread(void *arg)
 	log_capture_errors(NULL, 0);
 	if (ret == 0)
 		migration_set_status(m, MIG_COMPLETED);
-	else if (!m->take_back)         /* else once the guest runs again (main thread) */
+	else if (!m->take_back && atomic_load(&m->status) != MIG_POSTCOPY_PAUSED)
+		/* else once the guest runs again (main thread) */
 		migration_set_status(m, migration_cancelled(m) ? MIG_CANCELLED : MIG_FAILED);
 	pthread_mutex_lock(&m->stats_lock);
 	m->stats.total_time_ms = (now_ns() - m->start_ns) / 1000000;
@@ -167,15 +192,16 @@ static void migration_on_done(void *opaque, uint32_t events)
 		pr_info("migration to %s %s: %s", m->uri, migration_status_name(status), m->error);
 	if (m->event_cb)
 		m->event_cb(vm, status);
-	/* A completed move: the guest lives elsewhere now. */
-	if (status == MIG_COMPLETED && m->after != MIG_AFTER_RUN)
+	/* A completed move: the guest lives elsewhere now (or, postcopy paused,
+	 * runs there and waits for pages only this VM has). */
+	if ((status == MIG_COMPLETED && m->after != MIG_AFTER_RUN) || status == MIG_POSTCOPY_PAUSED)
 		vm->migrated_away = true;
 	if (status == MIG_COMPLETED && m->after == MIG_AFTER_EXIT)
 		vm_request_stop(vm, VM_STOP_MIGRATED);
 	else if (status == MIG_COMPLETED && m->after == MIG_AFTER_PAUSE)
 		pr_info("migration: this VM stays paused (--keep-source-paused); the guest runs "
 			"at the destination, so it cannot resume here");
-	else if (m->stranded)
+	else if (m->stranded || status == MIG_POSTCOPY_PAUSED)
 		pr_err("migration: this VM stays paused: %s", m->error);
 }
 
@@ -191,9 +217,14 @@ int migration_init(struct vm *vm)
 	pthread_mutex_init(&m->stats_lock, NULL);
 	m->sock_fd = -1;
 	m->done_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (m->done_efd < 0 || event_loop_add(&vm->loop, m->done_efd, EPOLLIN, migration_on_done, vm) < 0) {
+	m->status_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->done_efd < 0 || m->status_efd < 0 ||
+	    event_loop_add(&vm->loop, m->done_efd, EPOLLIN, migration_on_done, vm) < 0 ||
+	    event_loop_add(&vm->loop, m->status_efd, EPOLLIN, migration_on_status, vm) < 0) {
 		if (m->done_efd >= 0)
 			close(m->done_efd);
+		if (m->status_efd >= 0)
+			close(m->status_efd);
 		free(m);
 		return -1;
 	}
@@ -212,6 +243,7 @@ void migration_destroy(struct vm *vm)
 		pthread_join(m->thread, NULL);
 	}
 	close(m->done_efd);
+	close(m->status_efd);
 	pthread_mutex_destroy(&m->stats_lock);
 	free(m);
 	vm->mig = NULL;
@@ -253,6 +285,9 @@ int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *
 	m->take_back = false;
 	m->pause_ns = 0;
 	m->sock_fd = -1;
+	m->postcopy = false;
+	m->pc_nr_early = 0;
+	atomic_store(&m->postcopy_start, false);
 	atomic_store(&m->cancel, false);
 	memset(&m->stats, 0, sizeof(m->stats));
 	m->stats.ram_total = vm->mem.ram_size;
@@ -267,13 +302,39 @@ int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *
 	return 0;
 }
 
-void migration_cancel(struct vm *vm)
+int migration_start_postcopy(struct vm *vm, char *err, size_t errlen)
 {
 	struct migration *m = vm->mig;
 	int s = atomic_load(&m->status);
 
+	if (!m->postcopy_ram) {
+		snprintf(err, errlen, "postcopy is not enabled: migrate-set-capabilities "
+			 "postcopy-ram first, before migrate");
+		return -1;
+	}
+	if (!m->thread_live || (s != MIG_SETUP && s != MIG_ACTIVE && !postcopy_status(s))) {
+		snprintf(err, errlen, "no precopy migration is running (status %s)",
+			 migration_status_name(s));
+		return -1;
+	}
+	atomic_store(&m->postcopy_start, true);
+	return 0;
+}
+
+int migration_cancel(struct vm *vm, char *err, size_t errlen)
+{
+	struct migration *m = vm->mig;
+	int s = atomic_load(&m->status);
+
+	if (postcopy_status(s) || (m->thread_live && m->postcopy && m->go_sent)) {
+		snprintf(err, errlen, "the migration switched to postcopy: the guest runs at the "
+			 "destination and part of its memory is only here, so it can neither come "
+			 "back nor be dropped; it completes (or, with the link broken, waits for "
+			 "migrate-recover)");
+		return -1;
+	}
 	if (!m->thread_live || s == MIG_COMPLETED || s == MIG_FAILED)
-		return;
+		return 0;
 	atomic_store(&m->cancel, true);
 	migration_set_status(m, MIG_CANCELLING);
 	/* A thread blocked on a silent peer would only notice at the stall
@@ -282,6 +343,7 @@ void migration_cancel(struct vm *vm)
 	if (m->sock_fd >= 0)
 		shutdown(m->sock_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&m->stats_lock);
+	return 0;
 }
 
 void migration_set_socket(struct migration *m, int fd)

@@ -33,6 +33,25 @@ enum migration_status {
 	MIG_FAILED,
 	MIG_CANCELLING,
 	MIG_CANCELLED,
+	MIG_POSTCOPY_ACTIVE,    /* the guest runs at the destination; pages still flow */
+	MIG_POSTCOPY_PAUSED,    /* ... and the link broke: both sides wait for a recovery */
+	MIG_POSTCOPY_RECOVER,   /* a new link is being set up */
+};
+
+/* Postcopy's figures (both sides: the destination measures faults and
+ * tells the source in its COMPLETE reply). */
+struct postcopy_stats {
+	uint64_t requests;              /* page requests from the destination */
+	uint64_t pages_requested;       /* pages sent because they were asked for */
+	uint64_t pages_pushed;          /* pages sent by the background push */
+	uint64_t pages_needed;          /* pages the destination lacked at the switch */
+	uint64_t blocktime_ms;          /* sum of the waits of faults on missing pages */
+	uint64_t fault_p50_us;          /* fault to page in place */
+	uint64_t fault_p99_us;
+	uint64_t faults;                /* faults on pages still at the source */
+	uint64_t time_ms;               /* from GO to the last page in place */
+	uint64_t switch_ms;             /* precopy time before the switch */
+	char why[160];                  /* what made the switch */
 };
 
 struct migration_stats {
@@ -51,6 +70,7 @@ struct migration_stats {
 	uint64_t dirty_rate_pps;        /* pages per second */
 	uint64_t throughput_bps;        /* bytes per second */
 	uint32_t throttle_pct;
+	struct postcopy_stats postcopy;
 };
 
 /* After a successful migration or snapshot, the VM... */
@@ -70,6 +90,7 @@ struct migration {
 	char uri[4096];
 	char error[512];
 	int done_efd;                   /* the thread's "I am finished" to the main loop */
+	int status_efd;                 /* ... and "postcopy status changed" (an event) */
 	migration_event_cb event_cb;
 	bool has_digest;                /* ram_digest: of the RAM saved at the pause */
 	uint32_t ram_digest;
@@ -80,6 +101,15 @@ struct migration {
 	uint64_t downtime_limit_ms;
 	uint64_t max_bandwidth;         /* bytes/s, 0 = unlimited */
 	uint64_t stall_timeout_ms;      /* a peer silent this long has failed */
+	/* migrate-set-capabilities postcopy-ram, and when to switch. */
+	bool postcopy_ram;
+	bool postcopy_auto;             /* switch when precopy would need throttling */
+	_Atomic bool postcopy_start;    /* migrate-start-postcopy: switch at the next round */
+	bool postcopy;                  /* this migration switched */
+	/* Page requests that came before RUNNING (handover.c), for postcopy_serve. */
+#define MIG_EARLY_REQUESTS 64
+	uint64_t pc_early[MIG_EARLY_REQUESTS];
+	unsigned pc_nr_early;
 	/* Live migration progress (precopy.c, handover.c). */
 	bool go_sent;                   /* GO went out */
 	/* GO went out and no answer came: the guest may run at the destination,
@@ -100,7 +130,11 @@ void migration_destroy(struct vm *vm);
 /* Main thread. 0 when started; -1 with `err` filled (bad URI, busy). */
 int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *err,
 		    size_t errlen);
-void migration_cancel(struct vm *vm);
+/* 0, or -1 with `err` filled: cancelling after a postcopy switch is refused
+ * (the guest's newest memory is at the destination, its oldest here). */
+int migration_cancel(struct vm *vm, char *err, size_t errlen);
+/* migrate-start-postcopy: 0, or -1 with `err` filled. */
+int migration_start_postcopy(struct vm *vm, char *err, size_t errlen);
 const char *migration_status_name(int status);
 /* Snapshot of status, stats and error for query-migrate. */
 void migration_query(struct vm *vm, int *status, struct migration_stats *st, char *err,

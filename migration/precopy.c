@@ -21,7 +21,9 @@
 #include "migration/machine.h"
 #include "migration/migration.h"
 #include "migration/handover.h"
+#include "migration/postcopy_src.h"
 #include "migration/precopy.h"
+#include "migration/ram_sender.h"
 #include "migration/stream.h"
 #include "migration/uri.h"
 #include "migration/vmstate.h"
@@ -39,168 +41,6 @@
 /* The switchover's fixed part, on top of the final pages: freezing vCPUs and
  * devices, state, the READY/GO/RUNNING round trips (1-2 ms measured here). */
 #define SWITCH_COST_MS  2
-
-struct sender {
-	struct migration *m;
-	struct vm *vm;
-	struct chan c;
-	struct chan ret;        /* the return path: same socket, its own counts */
-	struct ram_batch_hdr hdr;
-	uint64_t entries[RAM_BATCH_SEND_PAGES];
-	/* Pages are copied here before they go out: the guest keeps writing
-	 * while we send, and the record's CRC must cover the bytes sent. A
-	 * page changed after its copy is dirty again and goes in a later pass.
-	 * Each copy is checksummed while it is still in L1. */
-	uint8_t *stage;
-	unsigned staged;
-	uint32_t stage_crc;
-	uint64_t pages_data, pages_zero;        /* totals for the end record */
-	uint64_t round_bytes;
-	uint64_t pass_t0;                       /* this pass began (throughput) */
-	uint64_t scan_left;                     /* first pass: RAM not scanned yet */
-	uint64_t rate_t0, rate_bytes;           /* for max-bandwidth */
-	uint32_t phase;                         /* RAM_PHASE_*: record flags */
-};
-
-static void rate_limit(struct sender *s, uint64_t bytes)
-{
-	uint64_t bw = s->m->max_bandwidth, due_ns;
-	struct timespec ts;
-
-	if (!bw)
-		return;
-	s->rate_bytes += bytes;
-	due_ns = s->rate_bytes * 1000000000ULL / bw;
-	if (now_ns() - s->rate_t0 < due_ns) {
-		uint64_t wait = due_ns - (now_ns() - s->rate_t0);
-
-		ts.tv_sec = (time_t)(wait / 1000000000ULL);
-		ts.tv_nsec = (long)(wait % 1000000000ULL);
-		nanosleep(&ts, NULL);   /* pacing, not synchronisation */
-	}
-}
-
-static int batch_flush(struct sender *s)
-{
-	struct iovec iov[3];
-	uint64_t before = s->c.bytes;
-
-	if (!s->hdr.count)
-		return 0;
-	iov[0] = (struct iovec){ &s->hdr, sizeof(s->hdr) };
-	iov[1] = (struct iovec){ s->entries, s->hdr.count * sizeof(uint64_t) };
-	iov[2] = (struct iovec){ s->stage, (size_t)s->staged * PAGE };
-	if ((s->staged ? record_writev_crc(&s->c, REC_RAM, s->phase, iov, 3, s->stage_crc) :
-			 record_writev(&s->c, REC_RAM, s->phase, iov, 2)) < 0)
-		return -1;
-	s->round_bytes += s->c.bytes - before;
-	rate_limit(s, s->c.bytes - before);
-	pthread_mutex_lock(&s->m->stats_lock);
-	s->m->stats.transferred = s->c.bytes;
-	s->m->stats.pages_normal = s->pages_data;
-	s->m->stats.pages_zero = s->pages_zero;
-	if (s->phase == RAM_PHASE_BULK)
-		s->m->stats.ram_remaining = s->scan_left;
-	if (now_ns() > s->pass_t0)
-		s->m->stats.throughput_bps = s->round_bytes * 1000000000ULL / (now_ns() - s->pass_t0);
-	pthread_mutex_unlock(&s->m->stats_lock);
-	s->hdr.count = 0;
-	s->staged = 0;
-	s->stage_crc = 0;
-	return migration_cancelled(s->m) ? -1 : 0;
-}
-
-/* Queue page `gpa` (host copy at `p`) for sending. */
-static int send_page(struct sender *s, uint64_t gpa, const uint8_t *p)
-{
-	uint8_t *copy;
-
-	if (s->hdr.count == RAM_BATCH_SEND_PAGES && batch_flush(s) < 0)
-		return -1;
-	copy = s->stage + (size_t)s->staged * PAGE;
-	memcpy(copy, p, PAGE);
-	if (guest_page_is_zero(copy)) {
-		s->entries[s->hdr.count++] = gpa | RAM_ENTRY_ZERO;
-		s->pages_zero++;
-		return 0;
-	}
-	s->stage_crc = crc32c(s->stage_crc, copy, PAGE);
-	s->entries[s->hdr.count++] = gpa;
-	s->staged++;
-	s->pages_data++;
-	return 0;
-}
-
-/* First pass: every page that was ever written (SEEK_DATA on the memfd). */
-static int send_all(struct sender *s)
-{
-	uint64_t scanned = 0;
-
-	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++) {
-		struct mem_region *r = &s->vm->mem.regions[i];
-		uint64_t pos = 0;
-
-		while (pos < r->size) {
-			off_t d = r->file_backed ? (off_t)pos : lseek(r->memfd, (off_t)pos, SEEK_DATA);
-			off_t h = r->file_backed ? (off_t)r->size : d < 0 ? -1 : lseek(r->memfd, d, SEEK_HOLE);
-
-			if (d < 0 && errno == ENXIO)
-				break;
-			if (d < 0 || h < 0) {
-				pr_err("SEEK_DATA on guest RAM: %s", strerror(errno));
-				return -1;
-			}
-			for (uint64_t p = (uint64_t)d; p < (uint64_t)h && p < r->size; p += PAGE) {
-				/* What is left of the scan: an upper bound, for the progress. */
-				s->scan_left = s->vm->mem.ram_size - scanned - p;
-				if (send_page(s, r->gpa + p, r->hva + p) < 0)
-					return -1;
-			}
-			pos = (uint64_t)h;
-		}
-		scanned += r->size;
-	}
-	s->scan_left = 0;
-	return batch_flush(s);
-}
-
-/* Send every page set in `bits` (one bitmap per region); clears them. */
-static int send_dirty(struct sender *s, uint64_t **bits)
-{
-	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++) {
-		struct mem_region *r = &s->vm->mem.regions[i];
-		uint64_t nw = (r->size / PAGE + 63) / 64;
-
-		for (uint64_t w = 0; w < nw; w++) {
-			while (bits[i][w]) {
-				uint64_t page = w * 64 + (uint64_t)__builtin_ctzll(bits[i][w]);
-
-				bits[i][w] &= bits[i][w] - 1;
-				if (send_page(s, r->gpa + page * PAGE, r->hva + page * PAGE) < 0)
-					return -1;
-			}
-		}
-	}
-	return batch_flush(s);
-}
-
-/* Harvest and take everything dirtied into `bits`; returns how many pages
- * `bits` now holds (it may still hold some from an unsent collect). */
-static int64_t collect_dirty(struct sender *s, uint64_t **bits)
-{
-	uint64_t n = 0;
-
-	if (dirty_harvest(s->vm) < 0)
-		return -1;
-	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++) {
-		uint64_t nw = (s->vm->mem.regions[i].size / PAGE + 63) / 64;
-
-		dirty_take(s->vm, i, bits[i]);
-		for (uint64_t w = 0; w < nw; w++)
-			n += (uint64_t)__builtin_popcountll(bits[i][w]);
-	}
-	return (int64_t)n;
-}
 
 static void stats_round(struct sender *s, uint64_t dirty, uint64_t round_ns, uint64_t expected_ms)
 {
@@ -241,8 +81,6 @@ static void throttle_step(struct sender *s, uint64_t dirty, uint64_t prev, uint6
 	vm_set_throttle(s->vm, pct);
 }
 
-static int read_reply(struct sender *s, uint32_t want, const char *phase);
-
 /*
  * Wait until the destination has everything sent so far in guest RAM.
  * Otherwise what sits in socket buffers and its apply queue (megabytes)
@@ -252,7 +90,7 @@ static int sync_destination(struct sender *s)
 {
 	if (record_write(&s->c, REC_SYNC, 0, NULL, 0) < 0)
 		return -1;
-	return read_reply(s, REPLY_SYNCED, "to a sync");
+	return sender_read_reply(s, REPLY_SYNCED, "to a sync");
 }
 
 /* Rounds until the rest fits the downtime limit. `bits` keep what is left. */
@@ -269,7 +107,7 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 
 	for (unsigned round = 0; round < MAX_ROUNDS && at_max < ROUNDS_AT_MAX; round++) {
 		uint64_t t0 = now_ns(), dirty;
-		int64_t n = collect_dirty(s, bits);
+		int64_t n = sender_collect(s, bits);
 
 		if (n < 0 || migration_cancelled(s->m))
 			return -1;
@@ -280,6 +118,9 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 			expected_ms == UINT64_MAX ? -1LL : (long long)expected_ms, s->vm->throttle_pct,
 			synced ? " (destination synced)" : "");
 		stats_round(s, dirty, t0 - last, expected_ms == UINT64_MAX ? 0 : expected_ms);
+		if (postcopy_wanted(s, round, t0 > last ? dirty * 1000000000ULL / (t0 - last) : 0, bw,
+				    expected_ms))
+			return 0;
 		if (expected_ms <= s->m->downtime_limit_ms) {
 			if (synced)
 				return 0;
@@ -300,7 +141,7 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 		s->round_bytes = 0;
 		s->pass_t0 = t0;
 		s->phase = RAM_PHASE_ROUND;
-		if (send_dirty(s, bits) < 0)
+		if (sender_dirty(s, bits) < 0)
 			return -1;
 		pthread_mutex_lock(&s->m->stats_lock);
 		s->m->stats.pages_dirty_resent += dirty;
@@ -318,24 +159,6 @@ static int precopy_rounds(struct sender *s, uint64_t **bits)
 	return -1;
 }
 
-static int read_reply(struct sender *s, uint32_t want, const char *phase)
-{
-	char msg[512];
-	uint32_t code;
-
-	if (handover_read_reply(&s->ret, &code, msg, sizeof(msg)) < 0) {
-		pr_err("destination gave no reply %s", phase);
-		return -1;
-	}
-	if (code == want)
-		return 0;
-	if (code == REPLY_ERROR)
-		pr_err("destination refused the VM: %s", msg);
-	else
-		pr_err("destination answered %u %s, expected %u", code, phase, want);
-	return -1;
-}
-
 /* VM frozen: the rest of RAM, the state, the end record; then READY. */
 static int stop_and_copy(struct sender *s, uint64_t **bits)
 {
@@ -347,7 +170,8 @@ static int stop_and_copy(struct sender *s, uint64_t **bits)
 	int ret = -1;
 
 	s->phase = RAM_PHASE_FINAL;
-	if (collect_dirty(s, bits) < 0 || send_dirty(s, bits) < 0)
+	if (sender_collect(s, bits) < 0 ||
+	    (s->m->postcopy ? postcopy_send_switch(s, bits) : sender_dirty(s, bits)) < 0)
 		goto out;
 	t_pages = now_ns();
 	if (vmstate_save(s->vm, &state, &len) < 0 ||
@@ -362,7 +186,7 @@ static int stop_and_copy(struct sender *s, uint64_t **bits)
 	end.pages_present = s->pages_data;
 	end.pages_zero = s->pages_zero;
 	if (record_write(&s->c, REC_END, 0, &end, sizeof(end)) < 0 ||
-	    read_reply(s, REPLY_READY, "after the end record") < 0)
+	    sender_read_reply(s, REPLY_READY, "after the end record") < 0)
 		goto out;
 	pr_info("migration: paused: vCPUs out after %.2f ms, %llu final pages sent by %.2f ms, "
 		"state %zu bytes, disks flushed by %.2f ms, READY at %.2f ms",
@@ -410,27 +234,6 @@ static int send_preamble(struct sender *s)
 	return ret;
 }
 
-static void bits_free(uint64_t **b)
-{
-	for (unsigned i = 0; b && i < GUEST_MEM_MAX_REGIONS; i++)
-		free(b[i]);
-	free(b);
-}
-
-static uint64_t **bits_alloc(struct vm *vm)
-{
-	uint64_t **b = calloc(GUEST_MEM_MAX_REGIONS, sizeof(*b));
-
-	for (unsigned i = 0; b && i < vm->mem.nr_regions; i++) {
-		b[i] = calloc((vm->mem.regions[i].size / PAGE + 63) / 64, sizeof(uint64_t));
-		if (!b[i]) {
-			bits_free(b);
-			return NULL;
-		}
-	}
-	return b;
-}
-
 /* Everything up to READY; the VM is frozen on success. */
 static int precopy_to_ready(struct sender *s, uint64_t **bits)
 {
@@ -443,7 +246,7 @@ static int precopy_to_ready(struct sender *s, uint64_t **bits)
 	s->rate_t0 = s->pass_t0 = now_ns();
 	pr_info("migration: dirty logging on after %llu ms", (unsigned long long)(now_ns() - t0) / 1000000);
 	/* Logging is on before the first page goes: writes from now on are caught. */
-	if (dirty_harvest(s->vm) < 0 || send_all(s) < 0)
+	if (dirty_harvest(s->vm) < 0 || sender_all(s) < 0)
 		return -1;
 	pr_info("migration: first pass (%llu pages) done after %llu ms",
 		(unsigned long long)(s->pages_data + s->pages_zero),
@@ -469,12 +272,10 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 
 	if (!s)
 		return -1;
-	s->m = m;
-	s->vm = m->vm;
-	s->c.fd = -1;
-	s->stage = malloc(RAM_BATCH_SEND_PAGES * PAGE);
-	bits = bits_alloc(s->vm);
-	if (!bits || !s->stage || open_channel(s, u) < 0)
+	if (sender_init(s, m) < 0)
+		goto out;
+	bits = page_bits_alloc(s->vm);
+	if (!bits || open_channel(s, u) < 0)
 		goto out;
 	migration_set_socket(m, s->c.fd);
 	m->stats.setup_time_ms = (now_ns() - m->start_ns) / 1000000;
@@ -490,7 +291,7 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 		goto out;
 	end_ns = now_ns();      /* the guest runs again, over there */
 	pr_info("migration: RUNNING at %.2f ms", (double)(end_ns - m->pause_ns) / 1e6);
-	ret = 0;
+	ret = m->postcopy ? postcopy_serve(s, bits) : 0;
 out:
 	if (!end_ns)
 		end_ns = now_ns();
@@ -504,8 +305,8 @@ out:
 	migration_set_socket(m, -1);
 	if (s->c.fd >= 0)
 		close(s->c.fd);
-	bits_free(bits);
-	free(s->stage);
+	page_bits_free(bits);
+	sender_free(s);
 	free(s);
 	return ret;
 }

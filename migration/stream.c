@@ -106,6 +106,8 @@ uint64_t record_max_length(uint32_t type)
 	case REC_GO:        return 0;
 	case REC_REPLY:     return sizeof(struct stream_reply) + 1024;
 	case REC_SYNC:      return 0;
+	case REC_POSTCOPY:  return sizeof(struct postcopy_switch) + (64ULL << 20); /* 2 TiB of RAM */
+	case REC_PAGE_REQ:  return PAGE_REQ_MAX * sizeof(uint64_t);
 	default:            return 0;
 	}
 }
@@ -116,6 +118,7 @@ const char *record_type_name(uint32_t type)
 		[REC_HEADER] = "header", [REC_MACHINE] = "machine", [REC_RAM] = "ram",
 		[REC_RAM_INDEX] = "ram-index", [REC_STATE] = "state", [REC_END] = "end",
 		[REC_GO] = "go", [REC_REPLY] = "reply", [REC_SYNC] = "sync",
+		[REC_POSTCOPY] = "postcopy", [REC_PAGE_REQ] = "page-request",
 	};
 
 	return type && type <= REC_TYPE_MAX ? names[type] : "unknown";

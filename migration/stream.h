@@ -19,7 +19,7 @@
 
 #define STREAM_MAGIC        "MINIVMM\n"
 #define STREAM_MAJOR        1
-#define STREAM_MINOR        1   /* 1.1: sync records */
+#define STREAM_MINOR        2   /* 1.1: sync records; 1.2: postcopy */
 
 enum record_type {
 	REC_HEADER = 1,         /* struct stream_header */
@@ -31,7 +31,9 @@ enum record_type {
 	REC_GO = 7,             /* source -> destination: run the guest now (empty) */
 	REC_REPLY = 8,          /* destination -> source (return path): struct stream_reply + text */
 	REC_SYNC = 9,           /* source -> destination: answer SYNCED once all before is in RAM (empty) */
-	REC_TYPE_MAX = REC_SYNC,
+	REC_POSTCOPY = 10,      /* source -> destination: switch to postcopy; struct postcopy_switch + bitmap */
+	REC_PAGE_REQ = 11,      /* destination -> source (postcopy): u64 guest addresses it waits for */
+	REC_TYPE_MAX = REC_PAGE_REQ,
 };
 
 /* REC_RAM payload: a header, `count` u64 entries (page address | RAM_ENTRY_ZERO),
@@ -47,6 +49,8 @@ struct ram_batch_hdr {
 #define RAM_PHASE_BULK      0
 #define RAM_PHASE_ROUND     1
 #define RAM_PHASE_FINAL     2
+#define RAM_PHASE_POSTCOPY  3       /* after the switch: the background push */
+#define RAM_PHASE_URGENT    4       /* after the switch: pages the destination asked for */
 #define RAM_BATCH_MAX_PAGES 4096        /* 16 MiB of data per record at most */
 /* What minivmm sends: 1 MiB of data stays in L2 from the copy through the
  * checksum to the socket, and on the destination from recv to guest RAM. */
@@ -60,7 +64,18 @@ enum reply_code {
 	REPLY_ERROR = 2,        /* the destination gives up: message says why */
 	REPLY_RUNNING = 3,      /* after GO: backends open, guest running */
 	REPLY_SYNCED = 4,       /* after SYNC: every RAM record before it is applied */
+	REPLY_COMPLETE = 5,     /* postcopy: every page is in place; message: the fault figures */
 };
+
+/* REC_POSTCOPY payload: the pages the destination must drop and fetch again
+ * (dirtied at the source after they were sent, or never sent), one bit per
+ * page of guest RAM in region order, then nothing more. */
+struct postcopy_switch {
+	uint64_t pages;         /* bits in the bitmap: all of guest RAM */
+	uint64_t needed;        /* bits set */
+} __attribute__((packed));
+
+#define PAGE_REQ_MAX 512        /* addresses in one REC_PAGE_REQ */
 
 struct stream_reply {
 	uint32_t code;

@@ -28,28 +28,15 @@ void stream_rx_init(struct stream_rx *rx, struct chan *c, bool socket, unsigned 
 	rx->c = c;
 	rx->socket = socket;
 	rx->timeout_s = timeout_s;
+	pthread_mutex_init(&rx->send_lock, NULL);
 }
 
-int stream_rx_reply(struct stream_rx *rx, uint32_t code, const char *text)
+static int send_all(int fd, const uint8_t *buf, size_t len)
 {
-	size_t tlen = text ? strnlen(text, REPLY_MAX_TEXT - 1) : 0;
-	uint8_t buf[sizeof(struct record_hdr) + sizeof(struct stream_reply) + REPLY_MAX_TEXT + 4];
-	struct stream_reply r = { .code = code, .len = tlen ? (uint32_t)tlen + 1 : 0 };
-	struct record_hdr h = { .type = REC_REPLY, .length = sizeof(r) + r.len };
-	size_t off = 0, len = sizeof(h) + h.length + 4;
-	uint32_t crc;
+	size_t off = 0;
 
-	if (!rx->socket)
-		return 0;       /* a stream without a return path (the fuzzer's) */
-	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), &r, sizeof(r));
-	memcpy(buf + sizeof(h) + sizeof(r), text ? text : "", r.len ? tlen : 0);
-	if (r.len)
-		buf[sizeof(h) + sizeof(r) + tlen] = 0;
-	crc = crc32c(0, buf, sizeof(h) + h.length);
-	memcpy(buf + sizeof(h) + h.length, &crc, 4);
 	while (off < len) {
-		ssize_t n = send(rx->c->fd, buf + off, len - off, MSG_NOSIGNAL);
+		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -60,12 +47,58 @@ int stream_rx_reply(struct stream_rx *rx, uint32_t code, const char *text)
 	return 0;
 }
 
+int stream_rx_send(struct stream_rx *rx, uint32_t type, const void *payload, size_t len)
+{
+	struct record_hdr h = { .type = type, .length = len };
+	uint8_t *buf = malloc(sizeof(h) + len + 4);
+	uint32_t crc;
+	int ret;
+
+	if (!buf)
+		return -1;
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), payload, len);
+	crc = crc32c(0, buf, sizeof(h) + len);
+	memcpy(buf + sizeof(h) + len, &crc, 4);
+	pthread_mutex_lock(&rx->send_lock);
+	ret = send_all(rx->c->fd, buf, sizeof(h) + len + 4);
+	pthread_mutex_unlock(&rx->send_lock);
+	free(buf);
+	return ret;
+}
+
+int stream_rx_reply(struct stream_rx *rx, uint32_t code, const char *text)
+{
+	size_t tlen = text ? strnlen(text, REPLY_MAX_TEXT - 1) : 0;
+	uint8_t buf[sizeof(struct record_hdr) + sizeof(struct stream_reply) + REPLY_MAX_TEXT + 4];
+	struct stream_reply r = { .code = code, .len = tlen ? (uint32_t)tlen + 1 : 0 };
+	struct record_hdr h = { .type = REC_REPLY, .length = sizeof(r) + r.len };
+	size_t len = sizeof(h) + h.length + 4;
+	uint32_t crc;
+	int ret;
+
+	if (!rx->socket)
+		return 0;       /* a stream without a return path (the fuzzer's) */
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &r, sizeof(r));
+	memcpy(buf + sizeof(h) + sizeof(r), text ? text : "", r.len ? tlen : 0);
+	if (r.len)
+		buf[sizeof(h) + sizeof(r) + tlen] = 0;
+	crc = crc32c(0, buf, sizeof(h) + h.length);
+	memcpy(buf + sizeof(h) + h.length, &crc, 4);
+	pthread_mutex_lock(&rx->send_lock);
+	ret = send_all(rx->c->fd, buf, len);
+	pthread_mutex_unlock(&rx->send_lock);
+	return ret;
+}
+
 void stream_rx_free(struct stream_rx *rx)
 {
 	ram_pipe_finish(&rx->pipe);
 	rx->c->rxbuf = NULL;
 	record_free(&rx->machine);
 	record_free(&rx->state);
+	record_free(&rx->postcopy);
 	ram_loader_free(&rx->ram);
 }
 
@@ -229,6 +262,12 @@ static int read_ram_batch(struct stream_rx *rx, struct record *rec)
 		return -1;
 	if (rec->type != REC_RAM)
 		return 0;
+	if (rx->postcopy.payload) {
+		pr_err("%s: record %llu: a ram record after the postcopy record (expected state)",
+		       rx->c->name, (unsigned long long)rx->c->records - 1);
+		record_free(rec);
+		return -1;
+	}
 	phase_failpoint(rx, rec->flags);
 	if (ram_batch_check(&rx->ram, rec->payload, rec->length) < 0) {
 		record_free(rec);
@@ -245,7 +284,41 @@ static int read_ram_batch(struct stream_rx *rx, struct record *rec)
 	return ret;
 }
 
-/* ram* (and sync) then state: the only records allowed between machine and end. */
+/* The switch to postcopy: one bit per page of this machine's RAM, as many
+ * set as it says, none past the end. */
+static int check_postcopy(struct stream_rx *rx, const struct record *rec)
+{
+	uint64_t pages = rx->ram.mem->ram_size / 4096, words = (pages + 63) / 64, set = 0;
+	struct postcopy_switch sw;
+	const uint64_t *map;
+
+	if (rx->postcopy.payload) {
+		pr_err("%s: a second postcopy record", rx->c->name);
+		return -1;
+	}
+	if (rec->length < sizeof(sw)) {
+		pr_err("%s: postcopy record of %llu bytes, too short", rx->c->name,
+		       (unsigned long long)rec->length);
+		return -1;
+	}
+	memcpy(&sw, rec->payload, sizeof(sw));
+	if (sw.pages != pages || rec->length != sizeof(sw) + words * 8) {
+		pr_err("%s: postcopy record for %llu pages in %llu bytes; the machine has %llu pages",
+		       rx->c->name, (unsigned long long)sw.pages, (unsigned long long)rec->length,
+		       (unsigned long long)pages);
+		return -1;
+	}
+	map = (const uint64_t *)((const uint8_t *)rec->payload + sizeof(sw));
+	for (uint64_t w = 0; w < words; w++)
+		set += (uint64_t)__builtin_popcountll(map[w]);
+	if (set != sw.needed || (pages % 64 && map[words - 1] >> (pages % 64))) {
+		pr_err("%s: postcopy record: its page list does not match its count", rx->c->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* ram* (and sync), then [postcopy] state: the only records allowed between machine and end. */
 static int read_ram(struct stream_rx *rx)
 {
 	struct record rec;
@@ -255,6 +328,14 @@ static int read_ram(struct stream_rx *rx)
 			return -1;
 		if (rec.type == REC_RAM)
 			continue;
+		if (rec.type == REC_POSTCOPY) {
+			if (check_postcopy(rx, &rec) < 0) {
+				record_free(&rec);
+				return -1;
+			}
+			rx->postcopy = rec;
+			continue;
+		}
 		if (rec.type == REC_SYNC) {
 			if (ram_pipe_drain(&rx->pipe) < 0)
 				return -1;
@@ -271,8 +352,9 @@ static int read_ram(struct stream_rx *rx)
 			rx->state = rec;
 			return 0;
 		}
-		pr_err("%s: record %llu: unexpected %s record (expected ram or state)", rx->c->name,
-		       (unsigned long long)rx->c->records - 1, record_type_name(rec.type));
+		pr_err("%s: record %llu: unexpected %s record (expected %s)", rx->c->name,
+		       (unsigned long long)rx->c->records - 1, record_type_name(rec.type),
+		       rx->postcopy.payload ? "state after postcopy" : "ram or state");
 		record_free(&rec);
 		return -1;
 	}

@@ -3,7 +3,7 @@
  * Reading a live migration stream (docs/migration-format.md, "Live
  * migration stream") in the order the format fixes:
  *
- *   header (flags 0), machine, (ram | sync)*, state, end, [READY], go
+ *   header (flags 0), machine, (ram | sync)*, [postcopy], state, end, [READY], go
  *
  * Anything out of order, malformed or inconsistent is refused with one
  * message. No KVM here: the RAM goes into whatever guest_mem it is given,
@@ -12,6 +12,7 @@
 #ifndef MIGRATION_STREAM_RX_H
 #define MIGRATION_STREAM_RX_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,9 +29,12 @@ struct stream_rx {
 	struct stream_header hdr;
 	struct record machine;  /* kept: machine_load() points into it */
 	struct record state;
+	struct record postcopy; /* the switch to postcopy, if the source made it (checked) */
 	struct stream_end end;
 	struct ram_loader ram;
 	struct ram_pipe pipe;   /* RAM batches are read into its buffers */
+	/* The return path may have several writers (postcopy's fault thread). */
+	pthread_mutex_t send_lock;
 };
 
 void stream_rx_init(struct stream_rx *rx, struct chan *c, bool socket, unsigned timeout_s);
@@ -47,6 +51,9 @@ int stream_rx_load(struct stream_rx *rx, struct guest_mem *mem);
 /* One reply record on the return path, in one send(). 0, or -1 with errno
  * (not printed). No-op without a return path (not a socket). */
 int stream_rx_reply(struct stream_rx *rx, uint32_t code, const char *text);
+/* One record of any type on the return path (page requests), whole, under
+ * the same lock as replies. 0, or -1 with errno (not printed). */
+int stream_rx_send(struct stream_rx *rx, uint32_t type, const void *payload, size_t len);
 /* The go record, and nothing else. 0 or -1 (printed). */
 int stream_rx_wait_go(struct stream_rx *rx);
 

@@ -204,6 +204,7 @@ static int serve_fault(struct uffd_ram *u, uint64_t addr)
 	uint64_t t0 = mono_us(), block = u->fault_pages * PAGE, off, len;
 	const struct mem_region *r = NULL;
 	int64_t n;
+	int ret;
 
 	for (unsigned i = 0; i < u->mem->nr_regions && !r; i++) {
 		const struct mem_region *c = &u->mem->regions[i];
@@ -217,8 +218,11 @@ static int serve_fault(struct uffd_ram *u, uint64_t addr)
 	}
 	off = (addr - (uintptr_t)r->hva) & ~(block - 1);
 	len = off + block <= r->size ? block : r->size - off;
-	if (u->fetch(u->opaque, r, off, u->buf, len) < 0)
+	ret = u->fetch(u->opaque, r, off, u->buf, len);
+	if (ret < 0)
 		return -1;
+	if (ret > 0)
+		return 0;       /* its placement, by someone else, wakes the fault */
 	n = place(u->fd, r->hva + off, all_zero(u->buf, len) ? NULL : u->buf, len);
 	if (n < 0) {
 		pr_err("userfaultfd: placing a faulted page: %s", strerror(errno));

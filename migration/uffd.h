@@ -23,7 +23,9 @@
 struct uffd_ram;
 
 /* Fill buf with `len` bytes of region r's RAM from byte offset `off` (page
- * aligned). Called on the fault thread only. 0, or -1 with a message. */
+ * aligned). Called on the fault thread only. 0, or -1 with a message; or 1:
+ * the pages will come later through uffd_ram_place() (a postcopy page
+ * request), which wakes the faulting thread then. */
 typedef int (*uffd_fetch_fn)(void *opaque, const struct mem_region *r, uint64_t off, void *buf,
 			     size_t len);
 /* The fault thread could not serve a fault (fetch or placement failed): the

@@ -15,7 +15,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
 	OPT_STATUS, OPT_QUIT,
-	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_DIRTY_RING,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_DIRTY_RING,
 };
 
 static const struct option cli_options[] = {
@@ -38,6 +38,7 @@ static const struct option cli_options[] = {
 	{ "migrate",  required_argument, NULL, OPT_MIGRATE },
 	{ "checkpoint", no_argument,     NULL, OPT_CHECKPOINT },
 	{ "keep-source-paused", no_argument, NULL, OPT_KEEP_PAUSED },
+	{ "postcopy", optional_argument, NULL, OPT_POSTCOPY },
 	{ "dirty-ring", required_argument, NULL, OPT_DIRTY_RING },
 	{ "status",   no_argument,       NULL, OPT_STATUS },
 	{ "quit",     no_argument,       NULL, OPT_QUIT },
@@ -96,6 +97,8 @@ static void cli_usage(void)
 	       "                    bar; exits 0 only when the destination has it\n"
 	       "  --checkpoint      with --migrate file: keep the VM running afterwards\n"
 	       "  --keep-source-paused  with --migrate: keep the VM paused (not exiting)\n"
+	       "  --postcopy[=auto] with --migrate tcp:/unix:: switch to postcopy after the\n"
+	       "                    first pass, or (auto) when precopy would need throttling\n"
 	       "                    afterwards, for inspection; it never runs again\n"
 	       "\n"
 	       "Console: Ctrl-A x quits, Ctrl-A h helps (when stdin is a terminal).\n"
@@ -233,6 +236,20 @@ static int add_net(char *arg, struct vm_config *cfg)
 	return net_config_parse(arg, &cfg->nets[cfg->nr_nets++]);
 }
 
+static int parse_postcopy(const char *arg, struct client_request *client)
+{
+	if (!arg) {
+		client->postcopy = CLIENT_POSTCOPY_FIRST_PASS;
+		return 0;
+	}
+	if (!strcmp(arg, "auto")) {
+		client->postcopy = CLIENT_POSTCOPY_AUTO;
+		return 0;
+	}
+	pr_err("--postcopy='%s': expected --postcopy (after the first pass) or --postcopy=auto", arg);
+	return -1;
+}
+
 static int set_client(struct client_request *client, enum client_cmd cmd)
 {
 	if (client->cmd != CLIENT_NONE && client->cmd != cmd) {
@@ -251,6 +268,7 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_MIGRATE:  client->arg = arg; return set_client(client, CLIENT_MIGRATE);
 	case OPT_CHECKPOINT: client->checkpoint = true; return 0;
 	case OPT_KEEP_PAUSED: client->keep_paused = true; return 0;
+	case OPT_POSTCOPY: return parse_postcopy(arg, client);
 	case OPT_DIRTY_RING: return parse_dirty_ring(arg, &cfg->dirty_ring);
 	case OPT_DISK:     return add_disk(arg, cfg);
 	case OPT_NET:      return add_net(arg, cfg);
@@ -328,8 +346,10 @@ enum cli_result cli_parse_client(int argc, char **argv, struct vm_config *cfg,
 		pr_err("unexpected argument '%s' (try --help)", argv[optind]);
 		return CLI_ERROR;
 	}
-	if ((client->checkpoint || client->keep_paused) && client->cmd != CLIENT_MIGRATE) {
-		pr_err("--%s goes with --migrate", client->checkpoint ? "checkpoint" : "keep-source-paused");
+	if ((client->checkpoint || client->keep_paused || client->postcopy) &&
+	    client->cmd != CLIENT_MIGRATE) {
+		pr_err("--%s goes with --migrate", client->checkpoint ? "checkpoint" :
+		       client->keep_paused ? "keep-source-paused" : "postcopy");
 		return CLI_ERROR;
 	}
 	if (client->checkpoint && client->keep_paused) {

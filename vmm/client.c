@@ -371,7 +371,7 @@ int client_main(const struct vm_config *cfg, const struct client_request *req)
 		ret = client_quit(c);
 		break;
 	case CLIENT_MIGRATE:
-		ret = client_migrate(c, req->arg, req->checkpoint, req->keep_paused);
+		ret = client_migrate(c, req);
 		break;
 	default:
 		break;

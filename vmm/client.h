@@ -21,6 +21,13 @@ struct client_request {
 	const char *arg;        /* for commands that take one */
 	bool checkpoint;        /* --migrate: keep the source running */
 	bool keep_paused;       /* --migrate: keep the source paused, not exiting */
+	int postcopy;           /* --migrate: CLIENT_POSTCOPY_* */
+};
+
+enum {
+	CLIENT_POSTCOPY_OFF,
+	CLIENT_POSTCOPY_FIRST_PASS,     /* --postcopy: switch after the first full pass */
+	CLIENT_POSTCOPY_AUTO,           /* --postcopy=auto: when precopy would need throttling */
 };
 
 struct vm_config;

@@ -29,6 +29,6 @@ int client_send_args(struct client *c, const char *cmd, struct json_object *args
 struct json_object *client_reply(struct client *c, const char *cmd);
 /* EOF on the socket, then the VM process gone. */
 int client_wait_gone(struct client *c);
-int client_migrate(struct client *c, const char *uri, bool checkpoint, bool keep_paused);
+int client_migrate(struct client *c, const struct client_request *req);
 
 #endif

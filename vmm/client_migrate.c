@@ -4,6 +4,9 @@
  * show progress on stderr (a bar redrawn in place on a terminal, a plain
  * line a second otherwise), and exit 0 only when the destination has the
  * guest (status "completed"). Any other outcome: one error line, exit 1.
+ * With --postcopy the client turns postcopy-ram on and asks for the switch
+ * at once: the source makes it when its first pass ends; --postcopy=auto
+ * leaves the moment to the source's rule (docs/migration.md).
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -26,6 +29,9 @@ struct progress {
 	uint64_t total, remaining, transferred, mbps, total_time, downtime;
 	uint64_t setup_time, expected_downtime, rounds, dirty_rate, throttle;
 	uint64_t normal, zero, resent;
+	uint64_t pc_requests, pc_pushed, pc_requested, pc_p50, pc_p99, pc_block, pc_time;
+	bool pc_announced;
+	char pc_why[200];
 	char status[32];
 	char error[512];
 };
@@ -42,6 +48,22 @@ static void get_str(struct json_object *o, const char *k, char *buf, size_t len)
 	struct json_object *v;
 
 	snprintf(buf, len, "%s", json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "");
+}
+
+static void postcopy_parse(struct progress *p, struct json_object *info)
+{
+	struct json_object *pc;
+
+	if (!json_object_object_get_ex(info, "postcopy", &pc))
+		return;
+	p->pc_requests = get_u64(pc, "postcopy-requests");
+	p->pc_pushed = get_u64(pc, "pages-pushed");
+	p->pc_requested = get_u64(pc, "pages-requested");
+	p->pc_p50 = get_u64(pc, "fault-latency-p50-us");
+	p->pc_p99 = get_u64(pc, "fault-latency-p99-us");
+	p->pc_block = get_u64(pc, "postcopy-blocktime");
+	p->pc_time = get_u64(pc, "postcopy-time");
+	get_str(pc, "switch-reason", p->pc_why, sizeof(p->pc_why));
 }
 
 static void progress_parse(struct progress *p, struct json_object *info)
@@ -65,6 +87,18 @@ static void progress_parse(struct progress *p, struct json_object *info)
 		p->zero = get_u64(ram, "duplicate");
 		p->resent = get_u64(ram, "pages-resent");
 	}
+	postcopy_parse(p, info);
+}
+
+/* The switch, once, on its own line: when and why. */
+static void postcopy_announce(struct progress *p)
+{
+	if (p->pc_announced || !p->pc_why[0])
+		return;
+	p->pc_announced = true;
+	if (p->tty)
+		fputc('\n', stderr);
+	fprintf(stderr, "migrate: switched to postcopy: %s\n", p->pc_why);
 }
 
 static void progress_draw(struct progress *p, bool final)
@@ -92,6 +126,17 @@ static void progress_draw(struct progress *p, bool final)
 	if (!final && now_ms() - p->last_plain < PLAIN_EVERY_MS)
 		return;
 	p->last_plain = now_ms();
+	if (final && !strcmp(p->status, "completed") && p->pc_why[0]) {
+		fprintf(stderr, "migrate: completed: %llu MiB in %llu ms, downtime %llu ms, postcopy "
+			"%llu ms (%llu pages pushed, %llu requested in %llu requests, fault p50 %llu "
+			"us p99 %llu us, blocked %llu ms)\n", (unsigned long long)(p->transferred >> 20),
+			(unsigned long long)p->total_time, (unsigned long long)p->downtime,
+			(unsigned long long)p->pc_time, (unsigned long long)p->pc_pushed,
+			(unsigned long long)p->pc_requested, (unsigned long long)p->pc_requests,
+			(unsigned long long)p->pc_p50, (unsigned long long)p->pc_p99,
+			(unsigned long long)p->pc_block);
+		return;
+	}
 	if (final && !strcmp(p->status, "completed")) {
 		fprintf(stderr, "migrate: completed: %llu MiB in %llu ms, downtime %llu ms "
 			"(setup %llu ms, %llu rounds, pages %llu normal %llu zero %llu resent, "
@@ -125,10 +170,11 @@ static int progress_query(struct client *c, struct progress *p)
 	return 0;
 }
 
+/* postcopy-paused ends the client's watch too: it needs an operator. */
 static bool finished(const char *status)
 {
 	return !strcmp(status, "completed") || !strcmp(status, "failed") ||
-	       !strcmp(status, "cancelled");
+	       !strcmp(status, "cancelled") || !strcmp(status, "postcopy-paused");
 }
 
 /* Read events for up to POLL_MS: true once a MIGRATION event says it ended. */
@@ -158,35 +204,74 @@ static bool wait_event(struct client *c, struct progress *p, bool *eof)
 	return false;
 }
 
-int client_migrate(struct client *c, const char *uri, bool checkpoint, bool keep_paused)
+/* One command whose answer is {} ; 0 or -1 (printed by client_reply). */
+static int simple_cmd(struct client *c, const char *cmd, struct json_object *args)
+{
+	struct json_object *ret;
+
+	if (client_send_args(c, cmd, args) < 0)
+		return -1;
+	ret = client_reply(c, cmd);
+	if (!ret)
+		return -1;
+	json_object_put(ret);
+	return 0;
+}
+
+/* This migration's postcopy settings, all of them: a VM remembers them. */
+static int postcopy_setup(struct client *c, int mode)
+{
+	struct json_object *caps = json_object_new_object(), *list = json_object_new_array();
+	struct json_object *cap = json_object_new_object(), *params = json_object_new_object();
+
+	json_object_object_add(cap, "capability", json_object_new_string("postcopy-ram"));
+	json_object_object_add(cap, "state", json_object_new_boolean(mode != CLIENT_POSTCOPY_OFF));
+	json_object_array_add(list, cap);
+	json_object_object_add(caps, "capabilities", list);
+	json_object_object_add(params, "postcopy-auto",
+			       json_object_new_boolean(mode == CLIENT_POSTCOPY_AUTO));
+	if (simple_cmd(c, "migrate-set-capabilities", caps) < 0)
+		return -1;
+	return simple_cmd(c, "migrate-set-parameters", params);
+}
+
+int client_migrate(struct client *c, const struct client_request *req)
 {
 	struct progress p = { .tty = isatty(STDERR_FILENO) };
-	struct json_object *args = json_object_new_object(), *ret;
+	struct json_object *args = json_object_new_object();
 	long long deadline = now_ms() + MIGRATE_STALL_MS;
+	const char *uri = req->arg;
 	bool eof = false;
 
 	json_object_object_add(args, "uri", json_object_new_string(uri));
-	if (checkpoint)
+	if (req->checkpoint)
 		json_object_object_add(args, "checkpoint", json_object_new_boolean(1));
-	if (keep_paused)
+	if (req->keep_paused)
 		json_object_object_add(args, "keep-source-paused", json_object_new_boolean(1));
-	if (client_send_args(c, "migrate", args) < 0)
+	if ((req->postcopy && strncmp(uri, "tcp:", 4) && strncmp(uri, "unix:", 5))) {
+		json_object_put(args);
+		pr_err("--postcopy goes with a live migration (tcp: or unix:), not '%s'", uri);
+		return EXIT_USAGE;
+	}
+	if (postcopy_setup(c, req->postcopy) < 0 || simple_cmd(c, "migrate", args) < 0)
 		return EXIT_VM_FAILURE;
-	ret = client_reply(c, "migrate");
-	if (!ret)
+	/* Asked at once, made when the first pass is over. */
+	if (req->postcopy == CLIENT_POSTCOPY_FIRST_PASS &&
+	    simple_cmd(c, "migrate-start-postcopy", NULL) < 0)
 		return EXIT_VM_FAILURE;
-	json_object_put(ret);
 	while (!wait_event(c, &p, &eof)) {
 		if (eof || now_ms() > deadline || progress_query(c, &p) < 0)
 			break;
 		if (finished(p.status))
 			break;
+		postcopy_announce(&p);
 		progress_draw(&p, false);
 	}
 	/* A completed move closes the socket right after the event: no more
 	 * questions, just the last picture. */
 	if (!strcmp(p.status, "completed")) {
 		p.remaining = 0;
+		postcopy_announce(&p);
 		progress_draw(&p, true);
 		return EXIT_OK;
 	}

@@ -174,7 +174,8 @@ static const char *const cont_args[] = { "force", NULL };
 static const char *const digest_args[] = { "chunks", NULL };
 static const char *const migrate_args[] = { "uri", "checkpoint", "keep-source-paused", NULL };
 static const char *const migrate_param_args[] = { "downtime-limit", "max-bandwidth",
-						    "stall-timeout", NULL };
+						    "stall-timeout", "postcopy-auto", NULL };
+static const char *const migrate_caps_args[] = { "capabilities", NULL };
 
 /* One entry per command; its handler reads arguments with qmp_arg_*(). */
 const struct qmp_command control_commands[] = {
@@ -190,6 +191,9 @@ const struct qmp_command control_commands[] = {
 	{ "migrate_cancel",   cmd_migrate_cancel,   NULL },
 	{ "migrate-set-parameters", cmd_migrate_set_parameters, migrate_param_args },
 	{ "query-migrate-parameters", cmd_query_migrate_parameters, NULL },
+	{ "migrate-set-capabilities", cmd_migrate_set_capabilities, migrate_caps_args },
+	{ "query-migrate-capabilities", cmd_query_migrate_capabilities, NULL },
+	{ "migrate-start-postcopy", cmd_migrate_start_postcopy, NULL },
 	{ "query-ram-digest", cmd_query_ram_digest, digest_args },
 	{ NULL, NULL, NULL },
 };

@@ -3,7 +3,8 @@
  * Control-socket commands for migration and snapshots, in QEMU's names and
  * units: migrate, query-migrate, migrate_cancel, migrate-set-parameters
  * (downtime-limit in ms, max-bandwidth in bytes/s), query-migrate-parameters,
- * and query-ram-digest (a digest of guest RAM while the VM is paused, per
+ * migrate-set-capabilities (postcopy-ram), migrate-start-postcopy, and
+ * query-ram-digest (a digest of guest RAM while the VM is paused, per
  * region and per 2 MiB chunk, for tests that compare two VMs exactly).
  */
 #include <json-c/json.h>
@@ -63,6 +64,29 @@ int cmd_migrate(struct qmp_request *req)
 
 static struct json_object *ram_stats_json(const struct migration_stats *st);
 
+/* Postcopy's figures, once the migration switched (either side). */
+static void add_postcopy(struct json_object *o, const struct migration_stats *st)
+{
+	const struct postcopy_stats *ps = &st->postcopy;
+	struct json_object *pc;
+
+	if (!ps->why[0] && !ps->pages_needed && !ps->time_ms)
+		return;
+	pc = json_object_new_object();
+	json_object_object_add(pc, "switch-reason", json_object_new_string(ps->why));
+	add_u64(pc, "switch-time", ps->switch_ms);
+	add_u64(pc, "pages-needed", ps->pages_needed);
+	add_u64(pc, "postcopy-requests", ps->requests);
+	add_u64(pc, "pages-requested", ps->pages_requested);
+	add_u64(pc, "pages-pushed", ps->pages_pushed);
+	add_u64(pc, "faults", ps->faults);
+	add_u64(pc, "fault-latency-p50-us", ps->fault_p50_us);
+	add_u64(pc, "fault-latency-p99-us", ps->fault_p99_us);
+	add_u64(pc, "postcopy-blocktime", ps->blocktime_ms);
+	add_u64(pc, "postcopy-time", ps->time_ms);
+	json_object_object_add(o, "postcopy", pc);
+}
+
 struct json_object *migration_event_data(struct vm *vm, int status)
 {
 	struct json_object *d = json_object_new_object();
@@ -70,6 +94,16 @@ struct json_object *migration_event_data(struct vm *vm, int status)
 	json_object_object_add(d, "status", json_object_new_string(migration_status_name(status)));
 	if (status == MIG_COMPLETED && vm->mig->has_digest)
 		json_object_object_add(d, "ram-digest", hex32(vm->mig->ram_digest));
+	if (status >= MIG_POSTCOPY_ACTIVE) {
+		struct migration_stats st;
+		char err[512];
+		int now;
+
+		migration_query(vm, &now, &st, err, sizeof(err));
+		add_postcopy(d, &st);
+		if (status == MIG_POSTCOPY_PAUSED)
+			json_object_object_add(d, "error-desc", json_object_new_string(vm->mig->error));
+	}
 	if (status == MIG_COMPLETED) {
 		/* The source may exit right after: the figures go with the event. */
 		add_u64(d, "total-time", vm->mig->stats.total_time_ms);
@@ -79,6 +113,7 @@ struct json_object *migration_event_data(struct vm *vm, int status)
 		add_u64(d, "transferred", vm->mig->stats.transferred);
 		add_u64(d, "cpu-throttle-percentage", vm->mig->stats.throttle_pct);
 		json_object_object_add(d, "ram", ram_stats_json(&vm->mig->stats));
+		add_postcopy(d, &vm->mig->stats);
 	}
 	return d;
 }
@@ -121,6 +156,7 @@ int cmd_query_migrate(struct qmp_request *req)
 	}
 	json_object_object_add(req->ret, "ram", ram_stats_json(&st));
 	add_u64(req->ret, "cpu-throttle-percentage", st.throttle_pct);
+	add_postcopy(req->ret, &st);
 	if (*err)
 		json_object_object_add(req->ret, "error-desc", json_object_new_string(err));
 	if (status == MIG_COMPLETED && vm->mig->has_digest)
@@ -130,7 +166,61 @@ int cmd_query_migrate(struct qmp_request *req)
 
 int cmd_migrate_cancel(struct qmp_request *req)
 {
-	migration_cancel(control_req_vm(req));
+	char err[512];
+
+	if (migration_cancel(control_req_vm(req), err, sizeof(err)) < 0)
+		return qmp_error(req, QMP_ERR_GENERIC, "%s", err);
+	return 0;
+}
+
+int cmd_migrate_start_postcopy(struct qmp_request *req)
+{
+	char err[256];
+
+	if (migration_start_postcopy(control_req_vm(req), err, sizeof(err)) < 0)
+		return qmp_error(req, QMP_ERR_GENERIC, "%s", err);
+	return 0;
+}
+
+/* QEMU's shape: {"capabilities": [{"capability": NAME, "state": BOOL}]}. */
+int cmd_migrate_set_capabilities(struct qmp_request *req)
+{
+	struct migration *m = control_req_vm(req)->mig;
+	struct json_object *caps, *name, *state;
+	bool want[1] = { m->postcopy_ram };
+
+	if (!req->args || !json_object_object_get_ex(req->args, "capabilities", &caps) ||
+	    !json_object_is_type(caps, json_type_array))
+		return qmp_error(req, QMP_ERR_GENERIC, "capabilities: expected an array of "
+				 "{\"capability\": NAME, \"state\": BOOL}");
+	for (size_t i = 0; i < json_object_array_length(caps); i++) {
+		struct json_object *c = json_object_array_get_idx(caps, i);
+
+		if (!json_object_object_get_ex(c, "capability", &name) ||
+		    !json_object_object_get_ex(c, "state", &state) ||
+		    !json_object_is_type(state, json_type_boolean))
+			return qmp_error(req, QMP_ERR_GENERIC, "capabilities[%zu]: expected "
+					 "{\"capability\": NAME, \"state\": BOOL}", i);
+		if (strcmp(json_object_get_string(name), "postcopy-ram"))
+			return qmp_error(req, QMP_ERR_GENERIC, "capability '%s' is not known here "
+					 "(known: postcopy-ram)", json_object_get_string(name));
+		want[0] = json_object_get_boolean(state);
+	}
+	if (m->thread_live)
+		return qmp_error(req, QMP_ERR_GENERIC, "a migration is running: capabilities are "
+				 "set before migrate");
+	m->postcopy_ram = want[0];
+	return 0;
+}
+
+int cmd_query_migrate_capabilities(struct qmp_request *req)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "capability", json_object_new_string("postcopy-ram"));
+	json_object_object_add(o, "state", json_object_new_boolean(control_req_vm(req)->mig->postcopy_ram));
+	req->ret = json_object_new_array();
+	json_object_array_add(req->ret, o);
 	return 0;
 }
 
@@ -138,8 +228,10 @@ int cmd_migrate_set_parameters(struct qmp_request *req)
 {
 	struct migration *m = control_req_vm(req)->mig;
 	int64_t downtime = -1, bw = -1, stall = -1;
+	bool pc_auto = m->postcopy_auto;
 
-	if (qmp_arg_int(req, "downtime-limit", false, &downtime) < 0 ||
+	if (qmp_arg_bool(req, "postcopy-auto", false, &pc_auto) < 0 ||
+	    qmp_arg_int(req, "downtime-limit", false, &downtime) < 0 ||
 	    qmp_arg_int(req, "max-bandwidth", false, &bw) < 0 ||
 	    qmp_arg_int(req, "stall-timeout", false, &stall) < 0)
 		return -1;
@@ -154,6 +246,7 @@ int cmd_migrate_set_parameters(struct qmp_request *req)
 		m->max_bandwidth = (uint64_t)bw;
 	if (stall != -1)
 		m->stall_timeout_ms = (uint64_t)stall;
+	m->postcopy_auto = pc_auto;
 	return 0;
 }
 
@@ -165,6 +258,7 @@ int cmd_query_migrate_parameters(struct qmp_request *req)
 	add_u64(req->ret, "downtime-limit", m->downtime_limit_ms);
 	add_u64(req->ret, "max-bandwidth", m->max_bandwidth);
 	add_u64(req->ret, "stall-timeout", m->stall_timeout_ms);
+	json_object_object_add(req->ret, "postcopy-auto", json_object_new_boolean(m->postcopy_auto));
 	return 0;
 }
 

@@ -515,6 +515,8 @@ stop:
 	pthread_mutex_lock(&vm->pause_lock);    /* parked vCPUs see stop_reason */
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
+	if (vm->stop_hook)
+		vm->stop_hook(vm->stop_hook_opaque);
 	vm_kick_all(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].started)

@@ -156,6 +156,10 @@ struct vm {
 	/* Restore: KVM_SET_CLOCK when the guest first runs (pause_lock). */
 	bool restore_clock_pending;
 	uint64_t restore_clock_ns;
+	/* Called on the main thread when the VM stops, before vCPUs are joined:
+	 * whoever may hold a vCPU (a postcopy page fault) lets it go. */
+	void (*stop_hook)(void *opaque);
+	void *stop_hook_opaque;
 };
 
 /* Build the VM from cfg: KVM, RAM, irqchip, devices, vCPUs, kernel. On

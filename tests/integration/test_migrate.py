@@ -476,11 +476,13 @@ class UdpStream:
         self.sock.close()
 
 
-def test_disk_and_net_in_use_during_migration(tmp_path):
+@pytest.mark.parametrize("postcopy", [False, True], ids=["precopy", "postcopy"])
+def test_disk_and_net_in_use_during_migration(tmp_path, postcopy):
     """While the guest reads its disk (the VMM writes guest RAM under the
     migration) and the host streams UDP to it through the tap, the guest
     moves: every read verifies on either side, and the stream goes on when
-    the destination takes over the same tap name."""
+    the destination takes over the same tap name. In postcopy the device
+    threads at the destination fault on pages still at the source too."""
     from test_virtio import NetNS, blk_pattern, net_stats
     ns = NetNS(1)
     sectors = 131072                                      # 64 MiB
@@ -515,9 +517,11 @@ def test_disk_and_net_in_use_during_migration(tmp_path):
         src.send("".join(f"blk verify 0 0 {sectors} 7\n" for _ in range(2000)))
         src.wait_for(r"^BLK verify", timeout=20)          # the reads are under way
         t0 = time.monotonic()
-        r = run_minivmm(["--api-sock", ssock, "--migrate", m.group(1)], timeout=120)
+        r = run_minivmm(["--api-sock", ssock, "--migrate", m.group(1)] +
+                        (["--postcopy"] if postcopy else []), timeout=120)
         t1 = time.monotonic()
         assert r.returncode == 0, r.stderr
+        assert ("switched to postcopy" in r.stderr) == postcopy, r.stderr
         # The guest came with part of a queued command in its UART FIFO: end it.
         dst.send("\n")
         check_moved(src, dst)

@@ -297,7 +297,7 @@ def test_inspect(guest_factory, tmp_path):
     r = run_minivmm(["--inspect", f"file:{tmp_path / 'i'}"])
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "minivmm stream 1.1" in out
+    assert "minivmm stream 1.2" in out
     assert "2 vCPU(s), 256 MiB RAM" in out
     m = re.search(r"(\d+) pages present", out)
     assert m and int(m.group(1)) >= 16 * 256

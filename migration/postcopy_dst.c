@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Postcopy, the destination's side.
+ *
+ * The switch record lists the pages this side lacks: dirtied at the source
+ * after they came, or never sent and written since. Before READY their
+ * stale copies are dropped (holes punched in the memfds) and all of RAM is
+ * registered with userfaultfd, so the first touch of such a page by
+ * anyone (a vCPU, KVM itself, a device thread) faults. Every other page is
+ * either here already (no fault) or a hole that is zero at the source too,
+ * which the fault thread fills with zeroes without asking.
+ *
+ * A fault on a listed page sends a page request on the return path and
+ * returns at once; the receive thread places the page when it arrives
+ * (requested or pushed, whichever comes first) with UFFDIO_COPY, which
+ * wakes whoever waits on it, and only then takes it off the list: a fault
+ * that sees a page off the list may zero-fill it, which must never beat
+ * the data. A page placed twice finds EEXIST and is left alone.
+ *
+ * When the list is empty RAM is unregistered, the source hears COMPLETE
+ * with our fault figures and the VM owns all of its memory. If the link
+ * breaks first, the status is postcopy-paused: vCPUs that touch missing
+ * pages wait, the rest of the guest runs on, and we say so.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "migration/migration.h"
+#include "migration/postcopy_dst.h"
+#include "migration/ram_file.h"
+#include "migration/uffd.h"
+#include "vmm/failpoint.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define PAGE            4096ULL
+#define LAT_SAMPLES     65536
+#define RCVBUF_BYTES    (256 << 10)
+
+struct postcopy_dst {
+	struct vm *vm;
+	struct stream_rx *rx;
+	struct uffd_ram *uffd;
+	_Atomic uint64_t *needed[GUEST_MEM_MAX_REGIONS];        /* bit per page still missing */
+	uint64_t base[GUEST_MEM_MAX_REGIONS];                   /* first page's index in all RAM */
+	_Atomic uint64_t left;
+	_Atomic uint32_t *asked_us;     /* per page: when it was requested (+1), 0: not */
+	uint64_t t0_us;
+	pthread_t thread;
+	bool started;
+	_Atomic bool stopping;
+	_Atomic bool failed;
+	uint8_t *rxbuf;
+	/* Fault figures, on the receive thread. */
+	uint32_t *lat_us;
+	uint64_t nlat, block_us;
+	_Atomic uint64_t faults;
+	uint64_t pages_placed;
+};
+
+static uint64_t mono_us(void)
+{
+	return now_ns() / 1000;
+}
+
+static bool is_needed(struct postcopy_dst *pd, unsigned i, uint64_t page)
+{
+	return atomic_load(&pd->needed[i][page / 64]) & (1ULL << (page % 64));
+}
+
+/* The fault thread: a listed page is asked for, any other is a zero page. */
+static int fetch_page(void *opaque, const struct mem_region *r, uint64_t off, void *buf, size_t len)
+{
+	struct postcopy_dst *pd = opaque;
+	unsigned i = (unsigned)(r - pd->vm->mem.regions);
+	uint64_t page = off / PAGE, gpa = r->gpa + off;
+	uint32_t zero = 0;
+
+	if (!is_needed(pd, i, page)) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	/* Asked for once: the answer wakes every thread waiting on it. */
+	if (atomic_compare_exchange_strong(&pd->asked_us[pd->base[i] + page], &zero,
+					   (uint32_t)(mono_us() - pd->t0_us) + 1)) {
+		atomic_fetch_add(&pd->faults, 1);
+		/* A broken link: the page comes with the recovery (or never). */
+		stream_rx_send(pd->rx, REC_PAGE_REQ, &gpa, sizeof(gpa));
+	}
+	return 1;
+}
+
+static void fault_failed(void *opaque)
+{
+	struct postcopy_dst *pd = opaque;
+
+	if (atomic_exchange(&pd->failed, true) || atomic_load(&pd->stopping))
+		return;
+	pr_err("incoming migration: postcopy: a guest page could not be placed: stopping the VM");
+	vm_request_stop(pd->vm, VM_STOP_ERROR);
+}
+
+/* Punch the listed pages out of the memfds, run by run. */
+static int drop_stale(struct postcopy_dst *pd)
+{
+	for (unsigned i = 0; i < pd->vm->mem.nr_regions; i++) {
+		const struct mem_region *r = &pd->vm->mem.regions[i];
+		uint64_t pages = r->size / PAGE;
+
+		for (uint64_t p = 0; p < pages;) {
+			uint64_t q = p;
+
+			if (!is_needed(pd, i, p)) {
+				p++;
+				continue;
+			}
+			while (q < pages && is_needed(pd, i, q))
+				q++;
+			if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      (off_t)(p * PAGE), (off_t)((q - p) * PAGE)) < 0) {
+				pr_err("incoming migration: postcopy: dropping stale pages: %s",
+				       strerror(errno));
+				return -1;
+			}
+			p = q;
+		}
+	}
+	return 0;
+}
+
+static void pd_free(struct postcopy_dst *pd)
+{
+	for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++)
+		free(pd->needed[i]);
+	free(pd->asked_us);
+	free(pd->lat_us);
+	free(pd->rxbuf);
+	free(pd);
+}
+
+/* The switch record's one bitmap over all RAM, split per region. */
+static int take_list(struct postcopy_dst *pd, const struct record *rec)
+{
+	struct guest_mem *mem = &pd->vm->mem;
+	const uint64_t *map = (const uint64_t *)((const uint8_t *)rec->payload +
+						 sizeof(struct postcopy_switch));
+	struct postcopy_switch sw;
+
+	memcpy(&sw, rec->payload, sizeof(sw));
+	atomic_store(&pd->left, sw.needed);
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		uint64_t pages = mem->regions[i].size / PAGE;
+
+		pd->base[i] = ram_region_offset(mem, i) / PAGE;
+		pd->needed[i] = calloc((pages + 63) / 64, sizeof(uint64_t));
+		if (!pd->needed[i])
+			return -1;
+		for (uint64_t p = 0; p < pages; p++) {
+			uint64_t g = pd->base[i] + p;
+
+			if (map[g / 64] & (1ULL << (g % 64)))
+				pd->needed[i][p / 64] |= 1ULL << (p % 64);
+		}
+	}
+	pd->asked_us = calloc(mem->ram_size / PAGE, sizeof(*pd->asked_us));
+	pd->lat_us = calloc(LAT_SAMPLES, sizeof(*pd->lat_us));
+	pd->rxbuf = malloc(RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES));
+	return pd->asked_us && pd->lat_us && pd->rxbuf ? 0 : -1;
+}
+
+struct postcopy_dst *postcopy_dst_prepare(struct vm *vm, struct stream_rx *rx)
+{
+	struct postcopy_dst *pd = calloc(1, sizeof(*pd));
+
+	if (!pd || (pd->vm = vm, pd->rx = rx, take_list(pd, &rx->postcopy)) < 0) {
+		pr_err("incoming migration: postcopy: out of memory");
+		goto err;
+	}
+	if (drop_stale(pd) < 0)
+		goto err;
+	pd->uffd = uffd_ram_start(&vm->mem, 1, fetch_page, fault_failed, pd);
+	if (!pd->uffd)
+		goto err;
+	pr_info("incoming migration: postcopy: %llu pages to fetch from the source",
+		(unsigned long long)atomic_load(&pd->left));
+	return pd;
+err:
+	if (pd)
+		pd_free(pd);
+	return NULL;
+}
+
+static void record_latency(struct postcopy_dst *pd, uint64_t gpage)
+{
+	uint32_t asked = atomic_exchange(&pd->asked_us[gpage], 0);
+	uint64_t us;
+
+	if (!asked)
+		return;         /* pushed before anyone touched it */
+	us = mono_us() - pd->t0_us - (asked - 1);
+	pd->lat_us[pd->nlat++ % LAT_SAMPLES] = (uint32_t)us;
+	pd->block_us += us;
+}
+
+/* One checked batch: place each listed page, then take it off the list. */
+static int place_batch(struct postcopy_dst *pd, const uint8_t *payload)
+{
+	struct ram_batch_hdr h;
+	const uint64_t *e = (const uint64_t *)(payload + sizeof(h));
+	const uint8_t *data;
+
+	memcpy(&h, payload, sizeof(h));
+	data = (const uint8_t *)(e + h.count);
+	for (uint32_t k = 0; k < h.count; k++) {
+		uint64_t gpa = e[k] & ~(PAGE - 1);
+		bool zero = e[k] & RAM_ENTRY_ZERO;
+		const uint8_t *src = zero ? NULL : data;
+		unsigned i;
+
+		if (!zero)
+			data += PAGE;
+		for (i = 0; i < pd->vm->mem.nr_regions; i++) {
+			const struct mem_region *r = &pd->vm->mem.regions[i];
+			uint64_t page = (gpa - r->gpa) / PAGE;
+
+			if (gpa < r->gpa || gpa - r->gpa >= r->size)
+				continue;
+			if (!is_needed(pd, i, page))
+				break;  /* a second copy: the first is in place */
+			if (uffd_ram_place(pd->uffd, r, page * PAGE, src, PAGE) < 0)
+				return -1;
+			atomic_fetch_and(&pd->needed[i][page / 64], ~(1ULL << (page % 64)));
+			atomic_fetch_sub(&pd->left, 1);
+			pd->pages_placed++;
+			record_latency(pd, pd->base[i] + page);
+			break;
+		}
+	}
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every page is in: RAM is the VM's own; tell the source how it went. */
+static void complete(struct postcopy_dst *pd)
+{
+	struct migration *m = pd->vm->mig;
+	struct postcopy_stats *ps = &m->stats.postcopy;
+	uint64_t n = pd->nlat < LAT_SAMPLES ? pd->nlat : LAT_SAMPLES;
+	char text[200];
+
+	uffd_ram_stop(pd->uffd, NULL);
+	pd->uffd = NULL;
+	qsort(pd->lat_us, n, sizeof(*pd->lat_us), cmp_u32);
+	pthread_mutex_lock(&m->stats_lock);
+	ps->faults = atomic_load(&pd->faults);
+	ps->fault_p50_us = n ? pd->lat_us[n / 2] : 0;
+	ps->fault_p99_us = n ? pd->lat_us[n * 99 / 100] : 0;
+	ps->blocktime_ms = pd->block_us / 1000;
+	ps->time_ms = (mono_us() - pd->t0_us) / 1000;
+	ps->pages_pushed = pd->pages_placed;
+	m->stats.ram_remaining = 0;
+	pthread_mutex_unlock(&m->stats_lock);
+	migration_set_status(m, MIG_COMPLETED);
+	snprintf(text, sizeof(text), "faults=%llu p50=%llu p99=%llu blocktime=%llu",
+		 (unsigned long long)ps->faults, (unsigned long long)ps->fault_p50_us,
+		 (unsigned long long)ps->fault_p99_us, (unsigned long long)ps->blocktime_ms);
+	if (stream_rx_reply(pd->rx, REPLY_COMPLETE, text) < 0)
+		pr_warn("incoming migration: postcopy: cannot tell the source that every page "
+			"arrived (%s); the guest has all of them", strerror(errno));
+	pr_info("incoming migration: postcopy complete: all of RAM in %llu ms after GO (%llu "
+		"pages placed, %llu faults on missing pages, p50 %llu us, p99 %llu us, blocked "
+		"%llu ms in all)", (unsigned long long)ps->time_ms,
+		(unsigned long long)pd->pages_placed, (unsigned long long)ps->faults,
+		(unsigned long long)ps->fault_p50_us, (unsigned long long)ps->fault_p99_us,
+		(unsigned long long)ps->blocktime_ms);
+}
+
+static void paused(struct postcopy_dst *pd, const char *why)
+{
+	struct migration *m = pd->vm->mig;
+
+	if (atomic_load(&pd->stopping))
+		return;
+	migration_set_status(m, MIG_POSTCOPY_PAUSED);
+	snprintf(m->error, sizeof(m->error), "postcopy paused: %s; %llu pages are still at the "
+		 "source, and vCPUs that touch them wait", why,
+		 (unsigned long long)atomic_load(&pd->left));
+	pr_err("incoming migration: %s", m->error);
+}
+
+static void *receive_thread(void *arg)
+{
+	struct postcopy_dst *pd = arg;
+	struct chan *c = pd->rx->c;
+	struct ram_loader l = { .mem = &pd->vm->mem };
+
+	pthread_setname_np(pthread_self(), "postcopy-rx");
+	while (atomic_load(&pd->left) && !atomic_load(&pd->stopping)) {
+		struct record rec;
+
+		c->rxbuf = pd->rxbuf;
+		c->rxcap = RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES);
+		if (record_read(c, &rec, 0) < 0) {
+			paused(pd, "the connection to the source broke");
+			return NULL;
+		}
+		if (rec.type != REC_RAM || ram_batch_check(&l, rec.payload, rec.length) < 0) {
+			record_free(&rec);
+			paused(pd, "the source sent something other than pages");
+			return NULL;
+		}
+		if (place_batch(pd, rec.payload) < 0) {
+			record_free(&rec);
+			fault_failed(pd);
+			return NULL;
+		}
+		record_free(&rec);
+	}
+	if (!atomic_load(&pd->stopping))
+		complete(pd);
+	return NULL;
+}
+
+int postcopy_dst_start(struct postcopy_dst *pd)
+{
+	struct migration *m = pd->vm->mig;
+	int one = 1, rcvbuf = RCVBUF_BYTES;
+
+	pd->t0_us = mono_us();
+	/* Requests go out at once; what is queued ahead of a requested page
+	 * (the push) stays small. */
+	setsockopt(pd->rx->c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(pd->rx->c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	pthread_mutex_lock(&m->stats_lock);
+	m->stats.ram_total = pd->vm->mem.ram_size;
+	m->stats.postcopy.pages_needed = atomic_load(&pd->left);
+	m->stats.ram_remaining = atomic_load(&pd->left) * PAGE;
+	pthread_mutex_unlock(&m->stats_lock);
+	migration_set_status(m, MIG_POSTCOPY_ACTIVE);
+	if (failpoint("dst-postcopy-bad-request")) {
+		uint64_t bad[2] = { 1ULL << 50, pd->vm->mem.regions[0].gpa + 1 };
+
+		stream_rx_send(pd->rx, REC_PAGE_REQ, bad, sizeof(bad));
+	}
+	if (pthread_create(&pd->thread, NULL, receive_thread, pd)) {
+		pr_err("incoming migration: postcopy: cannot start the receive thread");
+		return -1;
+	}
+	pd->started = true;
+	return 0;
+}
+
+void postcopy_dst_stop(struct postcopy_dst *pd)
+{
+	if (!pd)
+		return;
+	atomic_store(&pd->stopping, true);
+	if (pd->started) {
+		shutdown(pd->rx->c->fd, SHUT_RDWR);
+		pthread_join(pd->thread, NULL);
+		if (atomic_load(&pd->left))
+			pr_warn("incoming migration: postcopy: stopping with %llu pages still at the "
+				"source", (unsigned long long)atomic_load(&pd->left));
+	}
+	if (pd->uffd)
+		uffd_ram_stop(pd->uffd, NULL);
+	pd->rx->c->rxbuf = NULL;
+	if (pd->started)
+		close(pd->rx->c->fd);
+	pd_free(pd);
+}

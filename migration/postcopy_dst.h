@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Postcopy, the destination's side (migration/postcopy_dst.c): guest RAM
+ * the source still holds is fetched on fault, over the return path, while
+ * the source pushes the rest. Touches the VM's RAM (holes punched, pages
+ * placed through userfaultfd), the return path of the incoming stream
+ * (under its send lock), the VM's migration status and statistics, and
+ * vm_request_stop() when a page cannot be placed.
+ */
+#ifndef MIGRATION_POSTCOPY_DST_H
+#define MIGRATION_POSTCOPY_DST_H
+
+#include "migration/stream_rx.h"
+
+struct vm;
+struct postcopy_dst;
+
+/* After the end record, before READY, nothing running: drop the pages the
+ * switch record names (they are stale here) and register RAM for faults.
+ * NULL with a message. */
+struct postcopy_dst *postcopy_dst_prepare(struct vm *vm, struct stream_rx *rx);
+/* After GO: start receiving pages on rx's connection, which is ours from
+ * now on (closed when postcopy ends). 0 or -1 (printed). */
+int postcopy_dst_start(struct postcopy_dst *pd);
+/* The VM stops (main thread, before vCPUs are joined): stop receiving and
+ * unregister RAM, so a vCPU blocked on a page that will never come wakes.
+ * Also frees a postcopy that never started. Safe on NULL. */
+void postcopy_dst_stop(struct postcopy_dst *pd);
+
+#endif

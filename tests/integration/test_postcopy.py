@@ -1,0 +1,240 @@
+# SPDX-License-Identifier: MIT
+"""Postcopy live migration over real loopback TCP between two real minivmm
+processes: the destination runs the guest before all of its memory has
+arrived and fetches missing pages through userfaultfd; the source serves
+them. Every test proves the guest's memory page by page (`verify`) after
+the move, and that the guest ran on without a gap."""
+import json
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+from conftest import MINIVMM, Proc, Qmp, guest_with_socket, run_minivmm, scaled
+from test_migrate import HB, LISTEN, check_moved, hb_seqs
+
+source = guest_with_socket
+COMPLETE_DST = r"postcopy complete: all of RAM in (\d+) ms after GO \((\d+) pages placed, (\d+) faults"
+
+
+def destination(tmp_path, name="dst", extra=(), env=None):
+    """A destination with -v on its own stderr (err_lines), apart from the
+    guest's console, so its postcopy lines can be waited for."""
+    sock = str(tmp_path / f"{name}.sock")
+    e = dict(os.environ, **(env or {}))
+    d = Proc([MINIVMM, "--incoming", "tcp:127.0.0.1:0", "--api-sock", sock, "-v", *extra],
+             env=e, merge_stderr=False)
+    m, _ = d.wait_for(LISTEN, timeout=10, sink=d.err_lines)
+    return d, m.group(1), sock
+
+
+def migrate_postcopy(sock, uri, mode="", timeout=120, extra=()):
+    flag = "--postcopy" + (f"={mode}" if mode else "")
+    return run_minivmm(["--api-sock", sock, "--migrate", uri, flag, *extra], timeout=timeout)
+
+
+def postcopy_figures(stderr):
+    m = re.search(r"migrate: completed: .* postcopy (\d+) ms \((\d+) pages pushed, (\d+) "
+                  r"requested in (\d+) requests, fault p50 (\d+) us p99 (\d+) us, blocked "
+                  r"(\d+) ms\)", stderr)
+    assert m, stderr
+    return [int(x) for x in m.groups()]
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 4])
+def test_postcopy_dirtying_guest(guest_factory, tmp_path, cpus):
+    """A guest rewriting 128 MiB at full speed on every vCPU across the
+    switch: pages it rewrote after they were sent must be dropped at the
+    destination and fetched again, or `verify` fails."""
+    src, ssock = source(guest_factory, tmp_path, cpus=cpus, memory="512M")
+    src.command("fill 128M", r"^FILL done")
+    src.command("dirty 128M 0", r"^DIRTY started")
+    dst, uri, dsock = destination(tmp_path)
+    try:
+        r = migrate_postcopy(ssock, uri)
+        assert r.returncode == 0, r.stderr
+        assert "migrate: switched to postcopy: migrate-start-postcopy" in r.stderr, r.stderr
+        t, pushed, requested, nreq, p50, p99, blocked = postcopy_figures(r.stderr)
+        assert pushed + requested > 0, r.stderr
+        check_moved(src, dst)
+        m, _ = dst.wait_for(COMPLETE_DST, timeout=30, sink=dst.err_lines)
+        assert int(m.group(2)) > 0
+        qd = Qmp(dsock)
+        qd.cmd("qmp_capabilities")
+        info = qd.cmd("query-migrate")["return"]
+        assert info["status"] == "completed", info
+        assert info["postcopy"]["pages-needed"] > 0, info
+        dst.send("stats\n")
+        m, _ = dst.wait_for(r"^STATS .*pages_dirtied=(\d+)", timeout=10)
+        assert int(m.group(1)) > 0
+    finally:
+        dst.kill()
+
+
+def test_postcopy_idle_guest(guest_factory, tmp_path):
+    """A guest that only prints heartbeats: the switch happens after the
+    first pass all the same, and whatever it wrote arrives."""
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="256M")
+    src.command("fill 64M", r"^FILL done")
+    dst, uri, dsock = destination(tmp_path)
+    try:
+        r = migrate_postcopy(ssock, uri)
+        assert r.returncode == 0, r.stderr
+        assert "switched to postcopy" in r.stderr, r.stderr
+        check_moved(src, dst)
+        dst.wait_for(COMPLETE_DST, timeout=30, sink=dst.err_lines)
+    finally:
+        dst.kill()
+
+
+def slow_postcopy(guest_factory, tmp_path, dst_env=None, bandwidth=16 << 20):
+    """A guest rewriting 96 MiB, a push held to `bandwidth` so postcopy lasts
+    seconds, the migration started in the background. Returns the pieces
+    once the source says postcopy-active."""
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
+    src.command("fill 96M", r"^FILL done")
+    src.command("dirty 96M 0", r"^DIRTY started")
+    dst, uri, dsock = destination(tmp_path, env=dst_env)
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    q.cmd("migrate-set-parameters", {"max-bandwidth": bandwidth})
+    client = Proc([MINIVMM, "--api-sock", ssock, "--migrate", uri, "--postcopy"],
+                  stdin=subprocess.DEVNULL)
+    ev = q.event("MIGRATION", lambda e: e["data"]["status"] == "postcopy-active", timeout=60)
+    assert ev["data"]["postcopy"]["switch-reason"] == "migrate-start-postcopy", ev
+    return src, ssock, dst, dsock, q, client
+
+
+def test_source_killed_after_switch(guest_factory, tmp_path):
+    """The source dies while the destination still lacks pages: the
+    destination says postcopy-paused and why, answers its control socket,
+    and still stops cleanly when told (no vCPU left hanging on a page)."""
+    src, ssock, dst, dsock, q, client = slow_postcopy(guest_factory, tmp_path)
+    try:
+        os.kill(src.proc.pid, signal.SIGKILL)
+        m, _ = dst.wait_for(r"postcopy paused: the connection to the source broke; (\d+) pages "
+                            r"are still at the source", timeout=30, sink=dst.err_lines)
+        assert int(m.group(1)) > 0
+        qd = Qmp(dsock)
+        qd.cmd("qmp_capabilities")
+        info = qd.cmd("query-migrate")["return"]
+        assert info["status"] == "postcopy-paused", info
+        assert "connection to the source broke" in info["error-desc"], info
+        assert client.wait_exit(30) != 0
+        qd.cmd("quit")
+        assert dst.wait_exit(30) is not None
+    finally:
+        client.kill()
+        dst.kill()
+
+
+def test_cancel_after_switch_is_refused(guest_factory, tmp_path):
+    """migrate_cancel after the switch would lose the guest: refused, saying
+    why; the migration then completes and every page verifies."""
+    src, ssock, dst, dsock, q, client = slow_postcopy(guest_factory, tmp_path)
+    try:
+        r = q.cmd("migrate_cancel")
+        assert "error" in r and "switched to postcopy" in r["error"]["desc"], r
+        q.cmd("migrate-set-parameters", {"max-bandwidth": 0})
+        assert client.wait_exit(60) == 0, client.tail()
+        check_moved(src, dst)
+    finally:
+        client.kill()
+        dst.kill()
+
+
+def test_destination_asking_outside_ram(guest_factory, tmp_path):
+    """A destination that asks for pages that are not guest RAM gets none of
+    them (logged at the source) and everything it should."""
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="256M")
+    src.command("fill 64M", r"^FILL done")
+    src.command("dirty 32M 0", r"^DIRTY started")
+    dst, uri, dsock = destination(tmp_path,
+                                  env={"MINIVMM_FAILPOINTS": "dst-postcopy-bad-request"})
+    try:
+        r = migrate_postcopy(ssock, uri)
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"asked for 0x4000000000000, which is not a page of guest RAM: refused",
+                         src.output()), src.tail()
+        assert re.search(r"asked for 0x1, which is not a page of guest RAM: refused",
+                         src.output()), src.tail()
+        check_moved(src, dst)
+    finally:
+        dst.kill()
+
+
+def test_destination_killed_before_switch(guest_factory, tmp_path):
+    """Before the switch a postcopy migration is a precopy one: the
+    destination dying leaves the source running, every page intact."""
+    from test_migrate import assert_source_running
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
+    src.command("fill 128M", r"^FILL done")
+    src.command("dirty 64M 0", r"^DIRTY started")
+    dst, uri, _ = destination(tmp_path, env={"MINIVMM_FAILPOINTS": "dst-kill-bulk"})
+    try:
+        r = migrate_postcopy(ssock, uri)
+        assert r.returncode == 1, r.stderr
+        assert dst.wait_exit(30) == -signal.SIGKILL
+        assert_source_running(src, ssock)
+    finally:
+        dst.kill()
+
+
+def test_auto_switches_when_precopy_cannot_converge(guest_factory, tmp_path):
+    """--postcopy=auto: a guest dirtying faster than the (capped) link gets
+    postcopy, with the reason in the client's lines and the events, and
+    its vCPUs are never throttled."""
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
+    src.command("fill 128M", r"^FILL done")
+    src.command("dirty 128M 0", r"^DIRTY started")
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    q.cmd("migrate-set-parameters", {"max-bandwidth": 128 << 20, "downtime-limit": 50})
+    dst, uri, dsock = destination(tmp_path)
+    try:
+        r = migrate_postcopy(ssock, uri, mode="auto")
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"switched to postcopy: auto: the guest dirties \d+ MB/s, more than "
+                         r"half the \d+ MB/s sent", r.stderr), r.stderr
+        ev = q.event("MIGRATION", lambda e: e["data"]["status"] == "postcopy-active")
+        assert ev["data"]["postcopy"]["switch-reason"].startswith("auto:")
+        ev = q.event("MIGRATION", lambda e: e["data"]["status"] == "completed")
+        assert ev["data"]["cpu-throttle-percentage"] == 0, ev
+        check_moved(src, dst)
+    finally:
+        dst.kill()
+
+
+def test_auto_stays_precopy_when_it_converges(guest_factory, tmp_path):
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="256M")
+    src.command("fill 64M", r"^FILL done")
+    dst, uri, dsock = destination(tmp_path)
+    try:
+        r = migrate_postcopy(ssock, uri, mode="auto")
+        assert r.returncode == 0, r.stderr
+        assert "postcopy" not in r.stderr, r.stderr
+        check_moved(src, dst)
+    finally:
+        dst.kill()
+
+
+def test_postcopy_interface_errors(guest_factory, tmp_path):
+    src, ssock = source(guest_factory, tmp_path, cpus=1, memory="128M")
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    r = q.cmd("migrate-start-postcopy")
+    assert "postcopy-ram first" in r["error"]["desc"], r
+    r = q.cmd("migrate-set-capabilities", {"capabilities": [{"capability": "bogus", "state": True}]})
+    assert "not known" in r["error"]["desc"], r
+    assert q.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "postcopy-ram", "state": True}]}) == {"return": {}}
+    assert q.cmd("query-migrate-capabilities")["return"] == [
+        {"capability": "postcopy-ram", "state": True}]
+    r = q.cmd("migrate-start-postcopy")
+    assert "no precopy migration is running" in r["error"]["desc"], r
+    r = run_minivmm(["--api-sock", ssock, "--migrate", f"file:{tmp_path}/snap", "--postcopy"])
+    assert r.returncode == 2 and "--postcopy goes with a live migration" in r.stderr, r.stderr
+    r = run_minivmm(["--api-sock", ssock, "--migrate", "tcp:127.0.0.1:1", "--postcopy=bogus"])
+    assert r.returncode == 2 and "--postcopy='bogus'" in r.stderr, r.stderr
