@@ -17,6 +17,7 @@
 
 #include "migration/handover.h"
 #include "migration/migration.h"
+#include "migration/postcopy_src.h"
 #include "migration/precopy.h"
 #include "migration/snapshot.h"
 #include "migration/uri.h"
@@ -148,7 +149,9 @@ static void *migration_thread(void *arg)
 	pthread_setname_np(pthread_self(), "migration");
 	uri_parse(m->uri, &uri, err, sizeof(err));      /* checked in migration_start */
 	log_capture_errors(m->error, sizeof(m->error));
-	if (uri.kind == URI_FILE)
+	if (m->resume)
+		ret = postcopy_resume(m, &uri);
+	else if (uri.kind == URI_FILE)
 		ret = snapshot_save(m, uri.path);
 	else
 		ret = precopy_migrate(m, &uri);
@@ -263,6 +266,12 @@ int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *
 	}
 	if (strlen(uri) >= sizeof(m->uri) || uri_parse(uri, &u, err, errlen) < 0)
 		return -1;
+	if (atomic_load(&m->status) == MIG_POSTCOPY_PAUSED) {
+		snprintf(err, errlen, "postcopy to %.200s is paused: the guest runs there; resume it "
+			 "(migrate with \"resume\": true to the destination's migrate-recover address)",
+			 m->uri);
+		return -1;
+	}
 	if (vm->migrated_away) {
 		snprintf(err, errlen, "the guest was migrated away: nothing to migrate");
 		return -1;
@@ -286,6 +295,7 @@ int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *
 	m->pause_ns = 0;
 	m->sock_fd = -1;
 	m->postcopy = false;
+	m->resume = false;
 	m->pc_nr_early = 0;
 	atomic_store(&m->postcopy_start, false);
 	atomic_store(&m->cancel, false);
@@ -296,6 +306,38 @@ int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *
 	if (pthread_create(&m->thread, NULL, migration_thread, m)) {
 		snprintf(err, errlen, "cannot start the migration thread");
 		migration_set_status(m, MIG_FAILED);
+		return -1;
+	}
+	m->thread_live = true;
+	return 0;
+}
+
+int migration_resume(struct vm *vm, const char *uri, char *err, size_t errlen)
+{
+	struct migration *m = vm->mig;
+	struct mig_uri u;
+
+	if (m->thread_live || atomic_load(&m->status) != MIG_POSTCOPY_PAUSED || !m->pc_bits) {
+		snprintf(err, errlen, "resume: no paused postcopy here (status %s)",
+			 migration_status_name(atomic_load(&m->status)));
+		return -1;
+	}
+	if (strlen(uri) >= sizeof(m->uri) || uri_parse(uri, &u, err, errlen) < 0)
+		return -1;
+	if (u.kind == URI_FILE) {
+		snprintf(err, errlen, "resume: a postcopy resumes over tcp: or unix:");
+		return -1;
+	}
+	snprintf(m->uri, sizeof(m->uri), "%s", uri);
+	m->error[0] = 0;
+	m->sock_fd = -1;
+	m->resume = true;
+	atomic_store(&m->cancel, false);
+	/* Not paused from here on: a client asking at once must not see it so. */
+	migration_set_status(m, MIG_POSTCOPY_RECOVER);
+	if (pthread_create(&m->thread, NULL, migration_thread, m)) {
+		snprintf(err, errlen, "cannot start the migration thread");
+		migration_set_status(m, MIG_POSTCOPY_PAUSED);
 		return -1;
 	}
 	m->thread_live = true;

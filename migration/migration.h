@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 struct vm;
+struct postcopy_dst;
 
 /* Called on the main thread when a migration ends (the control socket's
  * MIGRATION event). */
@@ -110,6 +111,15 @@ struct migration {
 #define MIG_EARLY_REQUESTS 64
 	uint64_t pc_early[MIG_EARLY_REQUESTS];
 	unsigned pc_nr_early;
+	/* Postcopy paused: the pages the destination lacks (one bitmap per
+	 * region) and the session a resume names; kept for `migrate` with
+	 * resume. */
+	uint64_t **pc_bits;
+	uint64_t pc_session;
+	uint64_t pc_t0;                 /* RUNNING after the switch */
+	bool resume;                    /* this run of the thread resumes postcopy */
+	/* Destination: the postcopy in progress, for migrate-recover. */
+	struct postcopy_dst *pc_dst;
 	/* Live migration progress (precopy.c, handover.c). */
 	bool go_sent;                   /* GO went out */
 	/* GO went out and no answer came: the guest may run at the destination,
@@ -130,6 +140,9 @@ void migration_destroy(struct vm *vm);
 /* Main thread. 0 when started; -1 with `err` filled (bad URI, busy). */
 int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *err,
 		    size_t errlen);
+/* Main thread: continue a paused postcopy over a new connection to the
+ * destination's migrate-recover address. 0, or -1 with `err` filled. */
+int migration_resume(struct vm *vm, const char *uri, char *err, size_t errlen);
 /* 0, or -1 with `err` filled: cancelling after a postcopy switch is refused
  * (the guest's newest memory is at the destination, its oldest here). */
 int migration_cancel(struct vm *vm, char *err, size_t errlen);

@@ -26,18 +26,21 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "migration/migration.h"
 #include "migration/postcopy_dst.h"
 #include "migration/ram_file.h"
 #include "migration/uffd.h"
+#include "migration/uri.h"
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -55,8 +58,11 @@ struct postcopy_dst {
 	_Atomic uint64_t left;
 	_Atomic uint32_t *asked_us;     /* per page: when it was requested (+1), 0: not */
 	uint64_t t0_us;
+	uint64_t session;               /* the switch's: a recovery must name it */
 	pthread_t thread;
-	bool started;
+	bool started;                   /* receiving began (GO came) */
+	bool joinable;                  /* thread needs a join */
+	int lfd;                        /* migrate-recover's listening socket, or -1 */
 	_Atomic bool stopping;
 	_Atomic bool failed;
 	uint8_t *rxbuf;
@@ -157,6 +163,7 @@ static int take_list(struct postcopy_dst *pd, const struct record *rec)
 
 	memcpy(&sw, rec->payload, sizeof(sw));
 	atomic_store(&pd->left, sw.needed);
+	pd->session = sw.session;
 	for (unsigned i = 0; i < mem->nr_regions; i++) {
 		uint64_t pages = mem->regions[i].size / PAGE;
 
@@ -181,6 +188,8 @@ struct postcopy_dst *postcopy_dst_prepare(struct vm *vm, struct stream_rx *rx)
 {
 	struct postcopy_dst *pd = calloc(1, sizeof(*pd));
 
+	if (pd)
+		pd->lfd = -1;
 	if (!pd || (pd->vm = vm, pd->rx = rx, take_list(pd, &rx->postcopy)) < 0) {
 		pr_err("incoming migration: postcopy: out of memory");
 		goto err;
@@ -303,13 +312,12 @@ static void paused(struct postcopy_dst *pd, const char *why)
 	pr_err("incoming migration: %s", m->error);
 }
 
-static void *receive_thread(void *arg)
+/* Pages until every one is in (COMPLETE) or the link breaks (paused). */
+static void receive_pages(struct postcopy_dst *pd)
 {
-	struct postcopy_dst *pd = arg;
 	struct chan *c = pd->rx->c;
 	struct ram_loader l = { .mem = &pd->vm->mem };
 
-	pthread_setname_np(pthread_self(), "postcopy-rx");
 	while (atomic_load(&pd->left) && !atomic_load(&pd->stopping)) {
 		struct record rec;
 
@@ -317,22 +325,28 @@ static void *receive_thread(void *arg)
 		c->rxcap = RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES);
 		if (record_read(c, &rec, 0) < 0) {
 			paused(pd, "the connection to the source broke");
-			return NULL;
+			return;
 		}
 		if (rec.type != REC_RAM || ram_batch_check(&l, rec.payload, rec.length) < 0) {
 			record_free(&rec);
 			paused(pd, "the source sent something other than pages");
-			return NULL;
+			return;
 		}
 		if (place_batch(pd, rec.payload) < 0) {
 			record_free(&rec);
 			fault_failed(pd);
-			return NULL;
+			return;
 		}
 		record_free(&rec);
 	}
 	if (!atomic_load(&pd->stopping))
 		complete(pd);
+}
+
+static void *receive_thread(void *arg)
+{
+	pthread_setname_np(pthread_self(), "postcopy-rx");
+	receive_pages(arg);
 	return NULL;
 }
 
@@ -361,7 +375,8 @@ int postcopy_dst_start(struct postcopy_dst *pd)
 		pr_err("incoming migration: postcopy: cannot start the receive thread");
 		return -1;
 	}
-	pd->started = true;
+	pd->started = pd->joinable = true;
+	pd->vm->mig->pc_dst = pd;
 	return 0;
 }
 
@@ -370,9 +385,17 @@ void postcopy_dst_stop(struct postcopy_dst *pd)
 	if (!pd)
 		return;
 	atomic_store(&pd->stopping, true);
+	pd->vm->mig->pc_dst = NULL;
 	if (pd->started) {
+		pthread_mutex_lock(&pd->rx->send_lock);
 		shutdown(pd->rx->c->fd, SHUT_RDWR);
+		pthread_mutex_unlock(&pd->rx->send_lock);
+	}
+	if (pd->joinable)
 		pthread_join(pd->thread, NULL);
+	if (pd->lfd >= 0)
+		close(pd->lfd);
+	if (pd->started) {
 		if (atomic_load(&pd->left))
 			pr_warn("incoming migration: postcopy: stopping with %llu pages still at the "
 				"source", (unsigned long long)atomic_load(&pd->left));
@@ -383,4 +406,172 @@ void postcopy_dst_stop(struct postcopy_dst *pd)
 	if (pd->started)
 		close(pd->rx->c->fd);
 	pd_free(pd);
+}
+
+/*
+ * Recovery after a broken link (migrate-recover): a new connection from
+ * the source, which first names the session of the switch; we answer with
+ * the pages we still lack, so only those travel again, and ask again for
+ * the pages threads are waiting on. A failure on the way leaves us paused
+ * as before, ready for another migrate-recover.
+ */
+#define ACCEPT_POLL_MS 200
+
+static int accept_source(struct postcopy_dst *pd)
+{
+	int fd = -1;
+
+	while (fd < 0 && !atomic_load(&pd->stopping)) {
+		struct pollfd p = { .fd = pd->lfd, .events = POLLIN };
+
+		if (poll(&p, 1, ACCEPT_POLL_MS) <= 0)
+			continue;
+		fd = accept4(pd->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0 && errno != EINTR && errno != EAGAIN)
+			break;
+	}
+	return fd;
+}
+
+/* The new connection replaces the broken one for every writer. */
+static void swap_connection(struct postcopy_dst *pd, int fd)
+{
+	struct timeval tv = { .tv_sec = (time_t)pd->rx->timeout_s };
+	int one = 1, rcvbuf = RCVBUF_BYTES, old;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	pthread_mutex_lock(&pd->rx->send_lock);
+	old = pd->rx->c->fd;
+	chan_init(pd->rx->c, fd, false, 0, "incoming migration (recovery)");
+	pthread_mutex_unlock(&pd->rx->send_lock);
+	if (old >= 0)
+		close(old);
+}
+
+/* The source's header and the session it resumes. 0, or -1 (printed). */
+static int check_resume(struct postcopy_dst *pd)
+{
+	struct postcopy_resume r;
+	struct stream_header h;
+	struct record rec;
+	int ret;
+
+	if (record_read(pd->rx->c, &rec, REC_HEADER) < 0)
+		return -1;
+	ret = stream_header_check(&rec, &h);
+	record_free(&rec);
+	if (ret < 0 || record_read(pd->rx->c, &rec, REC_RESUME) < 0)
+		return -1;
+	ret = rec.length == sizeof(r) ? 0 : -1;
+	if (ret == 0)
+		memcpy(&r, rec.payload, sizeof(r));
+	record_free(&rec);
+	if (ret < 0 || r.session != pd->session) {
+		pr_err("incoming migration: a resume for another migration: refused");
+		stream_rx_reply(pd->rx, REPLY_ERROR, "not the postcopy this destination waits for");
+		return -1;
+	}
+	return 0;
+}
+
+/* What we still lack, then again what threads wait on. */
+static int send_missing(struct postcopy_dst *pd)
+{
+	struct guest_mem *mem = &pd->vm->mem;
+	uint64_t pages = mem->ram_size / PAGE, words = (pages + 63) / 64, req[PAGE_REQ_MAX];
+	struct postcopy_switch *sw = calloc(1, sizeof(*sw) + words * 8);
+	uint64_t *map = (uint64_t *)(sw + 1);
+	unsigned n = 0;
+	int ret;
+
+	if (!sw)
+		return -1;
+	*sw = (struct postcopy_switch){ .pages = pages, .session = pd->session };
+	for (unsigned i = 0; i < mem->nr_regions; i++)
+		for (uint64_t p = 0; p < mem->regions[i].size / PAGE; p++)
+			if (is_needed(pd, i, p)) {
+				map[(pd->base[i] + p) / 64] |= 1ULL << ((pd->base[i] + p) % 64);
+				sw->needed++;
+			}
+	ret = stream_rx_send(pd->rx, REC_POSTCOPY, sw, sizeof(*sw) + words * 8);
+	free(sw);
+	for (unsigned i = 0; ret == 0 && i < mem->nr_regions; i++)
+		for (uint64_t p = 0; ret == 0 && p < mem->regions[i].size / PAGE; p++) {
+			if (!atomic_load(&pd->asked_us[pd->base[i] + p]) || !is_needed(pd, i, p))
+				continue;
+			req[n++] = mem->regions[i].gpa + p * PAGE;
+			if (n == PAGE_REQ_MAX) {
+				ret = stream_rx_send(pd->rx, REC_PAGE_REQ, req, n * sizeof(*req));
+				n = 0;
+			}
+		}
+	if (ret == 0 && n)
+		ret = stream_rx_send(pd->rx, REC_PAGE_REQ, req, n * sizeof(*req));
+	return ret;
+}
+
+static void *recover_thread(void *arg)
+{
+	struct postcopy_dst *pd = arg;
+	int fd;
+
+	pthread_setname_np(pthread_self(), "postcopy-rx");
+	fd = accept_source(pd);
+	close(pd->lfd);
+	pd->lfd = -1;
+	if (fd < 0) {
+		paused(pd, "no source connected for the recovery");
+		return NULL;
+	}
+	swap_connection(pd, fd);
+	if (check_resume(pd) < 0 || send_missing(pd) < 0) {
+		paused(pd, "the recovery's connection failed before pages flowed again");
+		return NULL;
+	}
+	migration_set_status(pd->vm->mig, MIG_POSTCOPY_ACTIVE);
+	pr_info("incoming migration: postcopy resumed: %llu pages still to come",
+		(unsigned long long)atomic_load(&pd->left));
+	receive_pages(pd);
+	return NULL;
+}
+
+int postcopy_dst_recover(struct postcopy_dst *pd, const char *uri, char *bound, size_t blen,
+			 char *err, size_t errlen)
+{
+	int status = atomic_load(&pd->vm->mig->status);
+	struct mig_uri u;
+
+	if (status != MIG_POSTCOPY_PAUSED) {
+		snprintf(err, errlen, "migrate-recover: no paused postcopy here (status %s)",
+			 migration_status_name(status));
+		return -1;
+	}
+	if (uri_parse(uri, &u, err, errlen) < 0)
+		return -1;
+	if (u.kind == URI_FILE) {
+		snprintf(err, errlen, "migrate-recover: a postcopy resumes over tcp: or unix:");
+		return -1;
+	}
+	if (pd->joinable)
+		pthread_join(pd->thread, NULL);
+	pd->joinable = false;
+	pd->lfd = uri_listen(&u, bound, blen);
+	if (pd->lfd < 0) {
+		snprintf(err, errlen, "migrate-recover: cannot listen on %s (see stderr)", uri);
+		return -1;
+	}
+	migration_set_status(pd->vm->mig, MIG_POSTCOPY_RECOVER);
+	if (pthread_create(&pd->thread, NULL, recover_thread, pd)) {
+		close(pd->lfd);
+		pd->lfd = -1;
+		migration_set_status(pd->vm->mig, MIG_POSTCOPY_PAUSED);
+		snprintf(err, errlen, "migrate-recover: cannot start a thread");
+		return -1;
+	}
+	pd->joinable = true;
+	fprintf(stderr, "minivmm: incoming migration: recovery listening on %s\n", bound);
+	return 0;
 }

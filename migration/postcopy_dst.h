@@ -10,6 +10,8 @@
 #ifndef MIGRATION_POSTCOPY_DST_H
 #define MIGRATION_POSTCOPY_DST_H
 
+#include <stddef.h>
+
 #include "migration/stream_rx.h"
 
 struct vm;
@@ -22,6 +24,11 @@ struct postcopy_dst *postcopy_dst_prepare(struct vm *vm, struct stream_rx *rx);
 /* After GO: start receiving pages on rx's connection, which is ours from
  * now on (closed when postcopy ends). 0 or -1 (printed). */
 int postcopy_dst_start(struct postcopy_dst *pd);
+/* migrate-recover (main thread, postcopy paused): listen on uri (the
+ * address bound goes to `bound`) for the source's resume. 0, or -1 with
+ * `err` filled. */
+int postcopy_dst_recover(struct postcopy_dst *pd, const char *uri, char *bound, size_t blen,
+			 char *err, size_t errlen);
 /* The VM stops (main thread, before vCPUs are joined): stop receiving and
  * unregister RAM, so a vCPU blocked on a page that will never come wakes.
  * Also frees a postcopy that never started. Safe on NULL. */

@@ -30,8 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "migration/handover.h"
 #include "migration/postcopy_src.h"
@@ -109,6 +111,9 @@ int postcopy_send_switch(struct sender *s, uint64_t **bits)
 	}
 	map = (uint64_t *)(sw + 1);
 	sw->pages = pages;
+	if (getrandom(&s->m->pc_session, sizeof(s->m->pc_session), 0) != sizeof(s->m->pc_session))
+		s->m->pc_session = now_ns();    /* names this migration, no secret */
+	sw->session = s->m->pc_session;
 	for (unsigned i = 0; i < mem->nr_regions; i++) {
 		uint64_t base = ram_region_offset(mem, i) / PAGE, nw = (mem->regions[i].size / PAGE + 63) / 64;
 
@@ -411,10 +416,14 @@ static void finish_stats(struct pc_src *p, uint64_t t0)
 int postcopy_serve(struct sender *s, uint64_t **bits)
 {
 	struct pc_src p = { .s = s, .bits = bits };
-	uint64_t t0 = now_ns(), *req = NULL;
+	uint64_t *req = NULL;
 	int ret = -1;
 
-	p.left = s->m->stats.postcopy.pages_needed;
+	for (unsigned i = 0; i < s->vm->mem.nr_regions; i++)
+		for (uint64_t w = 0; w < (s->vm->mem.regions[i].size / PAGE + 63) / 64; w++)
+			p.left += (uint64_t)__builtin_popcountll(bits[i][w]);
+	if (!s->m->pc_t0)
+		s->m->pc_t0 = now_ns();
 	p.queue = malloc(QUEUE_MAX * sizeof(*p.queue));
 	req = malloc(QUEUE_MAX * sizeof(*req));
 	pthread_mutex_init(&p.lock, NULL);
@@ -433,7 +442,7 @@ int postcopy_serve(struct sender *s, uint64_t **bits)
 	pthread_mutex_unlock(&p.lock);
 	pthread_join(p.reader, NULL);
 out:
-	finish_stats(&p, t0);
+	finish_stats(&p, s->m->pc_t0);
 	if (ret == 0) {
 		pr_info("migration: postcopy complete after %llu ms: %llu pages pushed, %llu asked "
 			"for in %llu requests%s; destination: %s",
@@ -452,5 +461,99 @@ out:
 	pthread_mutex_destroy(&p.lock);
 	free(p.queue);
 	free(req);
+	return ret;
+}
+
+/* The destination's list of pages it still lacks, into bits. */
+static int take_dst_list(struct sender *s, uint64_t **bits, const struct record *rec)
+{
+	struct guest_mem *mem = &s->vm->mem;
+	uint64_t pages = mem->ram_size / PAGE, words = (pages + 63) / 64, set = 0;
+	struct postcopy_switch sw;
+	const uint64_t *map;
+
+	if (rec->type != REC_POSTCOPY || rec->length != sizeof(sw) + words * 8) {
+		pr_err("migration: resume: the destination answered with a %s record of %llu bytes, "
+		       "not its page list", record_type_name(rec->type),
+		       (unsigned long long)rec->length);
+		return -1;
+	}
+	memcpy(&sw, rec->payload, sizeof(sw));
+	map = (const uint64_t *)((const uint8_t *)rec->payload + sizeof(sw));
+	if (sw.pages != pages || sw.session != s->m->pc_session) {
+		pr_err("migration: resume: the destination's page list is not for this migration");
+		return -1;
+	}
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		uint64_t base = ram_region_offset(mem, i) / PAGE, n = mem->regions[i].size / PAGE;
+
+		memset(bits[i], 0, (n + 63) / 64 * 8);
+		for (uint64_t p = 0; p < n; p++)
+			if (map[(base + p) / 64] & (1ULL << ((base + p) % 64))) {
+				bits[i][p / 64] |= 1ULL << (p % 64);
+				set++;
+			}
+	}
+	pr_info("migration: resume: the destination still lacks %llu pages",
+		(unsigned long long)set);
+	return 0;
+}
+
+/* Header, the session, then the destination's answer. */
+static int resume_handshake(struct sender *s)
+{
+	struct postcopy_resume r = { .session = s->m->pc_session };
+	struct stream_header h;
+	struct record rec;
+	int ret;
+
+	stream_header_init(&h, 0);
+	if (record_write(&s->c, REC_HEADER, 0, &h, sizeof(h)) < 0 ||
+	    record_write(&s->c, REC_RESUME, 0, &r, sizeof(r)) < 0 ||
+	    record_read(&s->ret, &rec, 0) < 0)
+		return -1;
+	if (rec.type == REC_REPLY) {
+		char msg[256] = "";
+
+		if (rec.length > sizeof(struct stream_reply))
+			snprintf(msg, sizeof(msg), "%.*s",
+				 (int)(rec.length - sizeof(struct stream_reply)),
+				 (const char *)rec.payload + sizeof(struct stream_reply));
+		pr_err("migration: resume: the destination refused: %s", msg);
+		record_free(&rec);
+		return -1;
+	}
+	ret = take_dst_list(s, s->m->pc_bits, &rec);
+	record_free(&rec);
+	return ret;
+}
+
+int postcopy_resume(struct migration *m, const struct mig_uri *u)
+{
+	struct sender *s = calloc(1, sizeof(*s));
+	int ret = -1;
+
+	if (!s || sender_init(s, m) < 0)
+		goto out;
+	migration_set_status(m, MIG_POSTCOPY_RECOVER);
+	m->postcopy = true;
+	if (sender_connect(s, u) < 0 || resume_handshake(s) < 0) {
+		migration_error(m, "postcopy paused: the resume over %s failed; this VM keeps the "
+				"pages the destination lacks, paused", m->uri);
+		migration_set_status(m, MIG_POSTCOPY_PAUSED);
+		goto out;
+	}
+	pr_info("migration: postcopy resumed over %s", m->uri);
+	ret = postcopy_serve(s, m->pc_bits);
+	if (ret == 0) {
+		page_bits_free(m->pc_bits);
+		m->pc_bits = NULL;
+	}
+out:
+	if (s && s->c.fd >= 0)
+		close(s->c.fd);
+	if (s)
+		sender_free(s);
+	free(s);
 	return ret;
 }

@@ -15,6 +15,8 @@
 
 #include "migration/ram_sender.h"
 
+struct mig_uri;
+
 /* Precopy round `round`: switch now? (migrate-start-postcopy was given, or
  * postcopy-auto and the rates say precopy would need throttling.) Says why
  * in the log and the statistics, and sets m->postcopy. */
@@ -28,5 +30,9 @@ int postcopy_send_switch(struct sender *s, uint64_t **bits);
  * destination's COMPLETE (0). A broken link: the status becomes
  * postcopy-paused, the VM stays frozen with every page, -1. */
 int postcopy_serve(struct sender *s, uint64_t **bits);
+/* The migration thread for `migrate` with resume: connect to the
+ * destination's migrate-recover address, name the session, take its list
+ * of missing pages and serve them. 0 completed; -1 still paused (said). */
+int postcopy_resume(struct migration *m, const struct mig_uri *u);
 
 #endif

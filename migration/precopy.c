@@ -37,7 +37,6 @@
 #define ROUNDS_AT_MAX   20
 #define THROTTLE_STEP   20
 #define THROTTLE_MAX    99
-#define CONNECT_MS      5000
 /* The switchover's fixed part, on top of the final pages: freezing vCPUs and
  * devices, state, the READY/GO/RUNNING round trips (1-2 ms measured here). */
 #define SWITCH_COST_MS  2
@@ -202,22 +201,6 @@ out:
 	return ret;
 }
 
-static int open_channel(struct sender *s, const struct mig_uri *u)
-{
-	struct timeval tv = { .tv_sec = (time_t)(s->m->stall_timeout_ms / 1000),
-			      .tv_usec = (suseconds_t)(s->m->stall_timeout_ms % 1000) * 1000 };
-	int fd = uri_connect(u, CONNECT_MS);
-
-	if (fd < 0)
-		return -1;
-	/* A peer that stops reading or answering ends the migration, not the source. */
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	chan_init(&s->c, fd, false, 0, s->m->uri);
-	chan_init(&s->ret, fd, false, 0, s->m->uri);
-	return 0;
-}
-
 static int send_preamble(struct sender *s)
 {
 	struct stream_header h;
@@ -275,7 +258,7 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 	if (sender_init(s, m) < 0)
 		goto out;
 	bits = page_bits_alloc(s->vm);
-	if (!bits || open_channel(s, u) < 0)
+	if (!bits || sender_connect(s, u) < 0)
 		goto out;
 	migration_set_socket(m, s->c.fd);
 	m->stats.setup_time_ms = (now_ns() - m->start_ns) / 1000000;
@@ -305,6 +288,11 @@ out:
 	migration_set_socket(m, -1);
 	if (s->c.fd >= 0)
 		close(s->c.fd);
+	/* Paused postcopy: what the destination lacks waits for a resume. */
+	if (atomic_load(&m->status) == MIG_POSTCOPY_PAUSED) {
+		m->pc_bits = bits;
+		bits = NULL;
+	}
 	page_bits_free(bits);
 	sender_free(s);
 	free(s);

@@ -6,6 +6,8 @@
  * again and goes in a later pass.
  */
 #include <errno.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +17,12 @@
 #include "migration/crc32c.h"
 #include "migration/handover.h"
 #include "migration/ram_sender.h"
+#include "migration/uri.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
 #define PAGE GUEST_PAGE_SIZE
+#define CONNECT_MS 5000
 
 int sender_init(struct sender *s, struct migration *m)
 {
@@ -28,6 +32,22 @@ int sender_init(struct sender *s, struct migration *m)
 	s->c.fd = -1;
 	s->stage = malloc(RAM_BATCH_SEND_PAGES * PAGE);
 	return s->stage ? 0 : -1;
+}
+
+int sender_connect(struct sender *s, const struct mig_uri *u)
+{
+	struct timeval tv = { .tv_sec = (time_t)(s->m->stall_timeout_ms / 1000),
+			      .tv_usec = (suseconds_t)(s->m->stall_timeout_ms % 1000) * 1000 };
+	int fd = uri_connect(u, CONNECT_MS);
+
+	if (fd < 0)
+		return -1;
+	/* A peer that stops reading or answering ends the migration, not the source. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	chan_init(&s->c, fd, false, 0, s->m->uri);
+	chan_init(&s->ret, fd, false, 0, s->m->uri);
+	return 0;
 }
 
 void sender_free(struct sender *s)

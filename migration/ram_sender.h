@@ -15,6 +15,7 @@
 #include "migration/stream.h"
 
 struct vm;
+struct mig_uri;
 
 struct sender {
 	struct migration *m;
@@ -42,6 +43,9 @@ struct sender {
 /* 0, or -1 when out of memory. */
 int sender_init(struct sender *s, struct migration *m);
 void sender_free(struct sender *s);
+/* Connect to the destination, both directions bounded by the stall
+ * timeout; c and ret share the socket. 0, or -1 (printed). */
+int sender_connect(struct sender *s, const struct mig_uri *u);
 /* Queue page `gpa` (host copy at `p`); a full batch goes out. 0 or -1. */
 int sender_page(struct sender *s, uint64_t gpa, const uint8_t *p);
 /* Send the batch queued so far. 0, or -1 (I/O error, cancelled). */

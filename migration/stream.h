@@ -33,7 +33,8 @@ enum record_type {
 	REC_SYNC = 9,           /* source -> destination: answer SYNCED once all before is in RAM (empty) */
 	REC_POSTCOPY = 10,      /* source -> destination: switch to postcopy; struct postcopy_switch + bitmap */
 	REC_PAGE_REQ = 11,      /* destination -> source (postcopy): u64 guest addresses it waits for */
-	REC_TYPE_MAX = REC_PAGE_REQ,
+	REC_RESUME = 12,        /* source -> destination, a recovery's first record after the header */
+	REC_TYPE_MAX = REC_RESUME,
 };
 
 /* REC_RAM payload: a header, `count` u64 entries (page address | RAM_ENTRY_ZERO),
@@ -73,6 +74,13 @@ enum reply_code {
 struct postcopy_switch {
 	uint64_t pages;         /* bits in the bitmap: all of guest RAM */
 	uint64_t needed;        /* bits set */
+	uint64_t session;       /* random: a recovery names it (REC_RESUME) */
+} __attribute__((packed));
+
+/* REC_RESUME payload. The destination answers with a REC_POSTCOPY record of
+ * the pages it still lacks (session: the same), or an ERROR reply. */
+struct postcopy_resume {
+	uint64_t session;
 } __attribute__((packed));
 
 #define PAGE_REQ_MAX 512        /* addresses in one REC_PAGE_REQ */

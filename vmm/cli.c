@@ -15,7 +15,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
 	OPT_STATUS, OPT_QUIT,
-	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_DIRTY_RING,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_RESUME, OPT_DIRTY_RING,
 };
 
 static const struct option cli_options[] = {
@@ -39,6 +39,7 @@ static const struct option cli_options[] = {
 	{ "checkpoint", no_argument,     NULL, OPT_CHECKPOINT },
 	{ "keep-source-paused", no_argument, NULL, OPT_KEEP_PAUSED },
 	{ "postcopy", optional_argument, NULL, OPT_POSTCOPY },
+	{ "resume",   no_argument,       NULL, OPT_RESUME },
 	{ "dirty-ring", required_argument, NULL, OPT_DIRTY_RING },
 	{ "status",   no_argument,       NULL, OPT_STATUS },
 	{ "quit",     no_argument,       NULL, OPT_QUIT },
@@ -99,6 +100,8 @@ static void cli_usage(void)
 	       "  --keep-source-paused  with --migrate: keep the VM paused (not exiting)\n"
 	       "  --postcopy[=auto] with --migrate tcp:/unix:: switch to postcopy after the\n"
 	       "                    first pass, or (auto) when precopy would need throttling\n"
+	       "  --resume          with --migrate: continue a paused postcopy over a new link\n"
+	       "                    (the destination's migrate-recover address)\n"
 	       "                    afterwards, for inspection; it never runs again\n"
 	       "\n"
 	       "Console: Ctrl-A x quits, Ctrl-A h helps (when stdin is a terminal).\n"
@@ -269,6 +272,7 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_CHECKPOINT: client->checkpoint = true; return 0;
 	case OPT_KEEP_PAUSED: client->keep_paused = true; return 0;
 	case OPT_POSTCOPY: return parse_postcopy(arg, client);
+	case OPT_RESUME:   client->resume = true; return 0;
 	case OPT_DIRTY_RING: return parse_dirty_ring(arg, &cfg->dirty_ring);
 	case OPT_DISK:     return add_disk(arg, cfg);
 	case OPT_NET:      return add_net(arg, cfg);
@@ -346,10 +350,11 @@ enum cli_result cli_parse_client(int argc, char **argv, struct vm_config *cfg,
 		pr_err("unexpected argument '%s' (try --help)", argv[optind]);
 		return CLI_ERROR;
 	}
-	if ((client->checkpoint || client->keep_paused || client->postcopy) &&
+	if ((client->checkpoint || client->keep_paused || client->postcopy || client->resume) &&
 	    client->cmd != CLIENT_MIGRATE) {
 		pr_err("--%s goes with --migrate", client->checkpoint ? "checkpoint" :
-		       client->keep_paused ? "keep-source-paused" : "postcopy");
+		       client->keep_paused ? "keep-source-paused" :
+		       client->postcopy ? "postcopy" : "resume");
 		return CLI_ERROR;
 	}
 	if (client->checkpoint && client->keep_paused) {

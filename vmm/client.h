@@ -22,6 +22,7 @@ struct client_request {
 	bool checkpoint;        /* --migrate: keep the source running */
 	bool keep_paused;       /* --migrate: keep the source paused, not exiting */
 	int postcopy;           /* --migrate: CLIENT_POSTCOPY_* */
+	bool resume;            /* --migrate: continue a paused postcopy */
 };
 
 enum {

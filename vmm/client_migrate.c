@@ -253,8 +253,13 @@ int client_migrate(struct client *c, const struct client_request *req)
 		pr_err("--postcopy goes with a live migration (tcp: or unix:), not '%s'", uri);
 		return EXIT_USAGE;
 	}
-	if (postcopy_setup(c, req->postcopy) < 0 || simple_cmd(c, "migrate", args) < 0)
+	if (req->resume) {
+		json_object_object_add(args, "resume", json_object_new_boolean(1));
+		if (simple_cmd(c, "migrate", args) < 0)
+			return EXIT_VM_FAILURE;
+	} else if (postcopy_setup(c, req->postcopy) < 0 || simple_cmd(c, "migrate", args) < 0) {
 		return EXIT_VM_FAILURE;
+	}
 	/* Asked at once, made when the first pass is over. */
 	if (req->postcopy == CLIENT_POSTCOPY_FIRST_PASS &&
 	    simple_cmd(c, "migrate-start-postcopy", NULL) < 0)

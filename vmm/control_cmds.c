@@ -172,7 +172,9 @@ static int cmd_query_commands(struct qmp_request *req)
 static const char *const caps_args[] = { "enable", NULL };
 static const char *const cont_args[] = { "force", NULL };
 static const char *const digest_args[] = { "chunks", NULL };
-static const char *const migrate_args[] = { "uri", "checkpoint", "keep-source-paused", NULL };
+static const char *const migrate_args[] = { "uri", "checkpoint", "keep-source-paused", "resume",
+					     NULL };
+static const char *const recover_args[] = { "uri", NULL };
 static const char *const migrate_param_args[] = { "downtime-limit", "max-bandwidth",
 						    "stall-timeout", "postcopy-auto", NULL };
 static const char *const migrate_caps_args[] = { "capabilities", NULL };
@@ -194,6 +196,7 @@ const struct qmp_command control_commands[] = {
 	{ "migrate-set-capabilities", cmd_migrate_set_capabilities, migrate_caps_args },
 	{ "query-migrate-capabilities", cmd_query_migrate_capabilities, NULL },
 	{ "migrate-start-postcopy", cmd_migrate_start_postcopy, NULL },
+	{ "migrate-recover", cmd_migrate_recover, recover_args },
 	{ "query-ram-digest", cmd_query_ram_digest, digest_args },
 	{ NULL, NULL, NULL },
 };

@@ -18,6 +18,7 @@
 
 #include "migration/crc32c.h"
 #include "migration/migration.h"
+#include "migration/postcopy_dst.h"
 #include "migration/ram_file.h"
 #include "vmm/control.h"
 #include "vmm/control_migration.h"
@@ -43,13 +44,19 @@ int cmd_migrate(struct qmp_request *req)
 {
 	struct vm *vm = control_req_vm(req);
 	const char *uri;
-	bool checkpoint = false, keep_paused = false;
+	bool checkpoint = false, keep_paused = false, resume = false;
 	char err[256];
 
 	if (qmp_arg_string(req, "uri", true, &uri) < 0 ||
 	    qmp_arg_bool(req, "checkpoint", false, &checkpoint) < 0 ||
-	    qmp_arg_bool(req, "keep-source-paused", false, &keep_paused) < 0)
+	    qmp_arg_bool(req, "keep-source-paused", false, &keep_paused) < 0 ||
+	    qmp_arg_bool(req, "resume", false, &resume) < 0)
 		return -1;
+	if (resume) {
+		if (migration_resume(vm, uri, err, sizeof(err)) < 0)
+			return qmp_error(req, QMP_ERR_GENERIC, "%s", err);
+		return 0;
+	}
 	if (checkpoint && keep_paused)
 		return qmp_error(req, QMP_ERR_GENERIC,
 				 "checkpoint (keep running) and keep-source-paused exclude each other");
@@ -170,6 +177,24 @@ int cmd_migrate_cancel(struct qmp_request *req)
 
 	if (migration_cancel(control_req_vm(req), err, sizeof(err)) < 0)
 		return qmp_error(req, QMP_ERR_GENERIC, "%s", err);
+	return 0;
+}
+
+int cmd_migrate_recover(struct qmp_request *req)
+{
+	struct vm *vm = control_req_vm(req);
+	char err[256], bound[4200];
+	const char *uri;
+
+	if (qmp_arg_string(req, "uri", true, &uri) < 0)
+		return -1;
+	if (!vm->mig->pc_dst)
+		return qmp_error(req, QMP_ERR_GENERIC, "migrate-recover: this VM is not the "
+				 "destination of a postcopy migration");
+	if (postcopy_dst_recover(vm->mig->pc_dst, uri, bound, sizeof(bound), err, sizeof(err)) < 0)
+		return qmp_error(req, QMP_ERR_GENERIC, "%s", err);
+	req->ret = json_object_new_object();
+	json_object_object_add(req->ret, "uri", json_object_new_string(bound));
 	return 0;
 }
 

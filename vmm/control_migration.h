@@ -15,6 +15,7 @@ int cmd_query_migrate_parameters(struct qmp_request *req);
 int cmd_migrate_set_capabilities(struct qmp_request *req);
 int cmd_query_migrate_capabilities(struct qmp_request *req);
 int cmd_migrate_start_postcopy(struct qmp_request *req);
+int cmd_migrate_recover(struct qmp_request *req);
 int cmd_query_ram_digest(struct qmp_request *req);
 /* Data of a MIGRATION event: status, and the RAM digest once completed. */
 struct json_object *migration_event_data(struct vm *vm, int status);

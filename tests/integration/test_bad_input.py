@@ -27,6 +27,9 @@ def assert_usage_error(r, words):
     (["--boot", "bios"], ["--boot"]),
     (["--no-such-flag"], ["unknown option"]),
     (["--lazy=bogus"], ["--lazy=bogus"]),
+    (["--postcopy"], ["--postcopy goes with --migrate"]),
+    (["--resume"], ["--resume goes with --migrate"]),
+    (["--postcopy=later"], ["--postcopy='later'"]),
 ])
 def test_bad_flags(args, words):
     assert_usage_error(run_minivmm(["--kernel", GUEST, *args]), words)

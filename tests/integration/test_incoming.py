@@ -431,7 +431,7 @@ def test_records_out_of_order(snap, dest_factory):
     ram = record(REC_RAM, ram_payload([(0x1000, None)]))
     cases = [
         (hdr + ram[:16], ["type 3 (ram), expected machine"]),
-        (hdr + record(12, b"x")[:16], ["type 12 (unknown)"]),
+        (hdr + record(13, b"x")[:16], ["type 13 (unknown)"]),
         (hdr + record(REC_SYNC)[:16], ["type 9 (sync), expected machine"]),
         (hdr + machine + record(REC_SYNC, b"x")[:16], ["sync record of 1 bytes exceeds"]),
         (hdr + machine + state + record(REC_SYNC)[:16], ["type 9 (sync), expected end"]),
@@ -457,17 +457,18 @@ def test_bad_postcopy_records(snap, dest_factory):
     machine = record(REC_MACHINE, snap.recs[REC_MACHINE])
     pages = snap.ram_size // PAGE
     bitmap = b"\0" * ((pages + 63) // 64 * 8)
-    good = record(10, struct.pack("<QQ", pages, 0) + bitmap)
+    good = record(10, struct.pack("<QQQ", pages, 0, 7) + bitmap)
     cases = [
         (hdr + machine + record(10, b"x"), ["postcopy record of 1 bytes, too short"]),
-        (hdr + machine + record(10, struct.pack("<QQ", 1, 0) + b"\0" * 8),
-         [f"postcopy record for 1 pages in 24 bytes; the machine has {pages} pages"]),
-        (hdr + machine + record(10, struct.pack("<QQ", pages, 1) + bitmap),
+        (hdr + machine + record(10, struct.pack("<QQQ", 1, 0, 7) + b"\0" * 8),
+         [f"postcopy record for 1 pages in 32 bytes; the machine has {pages} pages"]),
+        (hdr + machine + record(10, struct.pack("<QQQ", pages, 1, 7) + bitmap),
          ["its page list does not match its count"]),
         (hdr + machine + good + good, ["a second postcopy record"]),
         (hdr + machine + good + record(REC_RAM, ram_payload([(0x1000, None)])),
          ["a ram record after the postcopy record"]),
         (hdr + machine + record(11, struct.pack("<Q", 0x1000)), ["unexpected page-request record"]),
+        (hdr + machine + record(12, struct.pack("<Q", 7)), ["unexpected resume record"]),
     ]
     for data, words in cases:
         d = dest_factory()

@@ -8,14 +8,31 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
-from conftest import MINIVMM, Proc, Qmp, guest_with_socket, run_minivmm, scaled
+from conftest import MINIVMM, Proc, Qmp, run_minivmm, scaled
 from test_migrate import HB, LISTEN, check_moved, hb_seqs
 
-source = guest_with_socket
+
+def source(guest_factory, tmp_path, name="src", cpus=2, memory="512M"):
+    """The test guest with its control socket, minivmm's own lines on a
+    stderr of their own (err_lines): after the switch the source may have
+    things to say while the guest's last line is half printed."""
+    sock = str(tmp_path / f"{name}.sock")
+    g = guest_factory(cpus=cpus, memory=memory, cmdline="hb=50", extra=("--api-sock", sock),
+                      merge_stderr=False)
+    g.ready()
+    return g, sock
+
+
+def err_text(proc):
+    with proc.cond:
+        return "\n".join(l for l in proc.err_lines if l is not None)
 COMPLETE_DST = r"postcopy complete: all of RAM in (\d+) ms after GO \((\d+) pages placed, (\d+) faults"
 
 
@@ -45,12 +62,13 @@ def postcopy_figures(stderr):
 
 @pytest.mark.parametrize("cpus", [1, 2, 4])
 def test_postcopy_dirtying_guest(guest_factory, tmp_path, cpus):
-    """A guest rewriting 128 MiB at full speed on every vCPU across the
+    """A guest rewriting 512 MiB at full speed on every vCPU across the
     switch: pages it rewrote after they were sent must be dropped at the
-    destination and fetched again, or `verify` fails."""
-    src, ssock = source(guest_factory, tmp_path, cpus=cpus, memory="512M")
-    src.command("fill 128M", r"^FILL done")
-    src.command("dirty 128M 0", r"^DIRTY started")
+    destination and fetched again, or `verify` fails (and the heartbeat
+    with it)."""
+    src, ssock = source(guest_factory, tmp_path, cpus=cpus, memory="1G")
+    src.command("fill 512M", r"^FILL done")
+    src.command("dirty 512M 0", r"^DIRTY started")
     dst, uri, dsock = destination(tmp_path)
     try:
         r = migrate_postcopy(ssock, uri)
@@ -157,9 +175,9 @@ def test_destination_asking_outside_ram(guest_factory, tmp_path):
         r = migrate_postcopy(ssock, uri)
         assert r.returncode == 0, r.stderr
         assert re.search(r"asked for 0x4000000000000, which is not a page of guest RAM: refused",
-                         src.output()), src.tail()
+                         err_text(src)), err_text(src)
         assert re.search(r"asked for 0x1, which is not a page of guest RAM: refused",
-                         src.output()), src.tail()
+                         err_text(src)), err_text(src)
         check_moved(src, dst)
     finally:
         dst.kill()
@@ -238,3 +256,134 @@ def test_postcopy_interface_errors(guest_factory, tmp_path):
     assert r.returncode == 2 and "--postcopy goes with a live migration" in r.stderr, r.stderr
     r = run_minivmm(["--api-sock", ssock, "--migrate", "tcp:127.0.0.1:1", "--postcopy=bogus"])
     assert r.returncode == 2 and "--postcopy='bogus'" in r.stderr, r.stderr
+
+
+class Relay:
+    """A TCP relay between the source and the destination, so a test can cut
+    the link (both connections closed at once) without killing either side."""
+
+    def __init__(self, target):
+        host, port = target.split(":")[-2:]
+        self.target = (host, int(port))
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.uri = f"tcp:127.0.0.1:{self.lsock.getsockname()[1]}"
+        self.socks = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        try:
+            a, _ = self.lsock.accept()
+        except OSError:
+            return
+        b = socket.create_connection(self.target)
+        self.socks += [a, b]
+        for x, y in ((a, b), (b, a)):
+            threading.Thread(target=self._pump, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def _pump(x, y):
+        try:
+            while True:
+                data = x.recv(65536)
+                if not data:
+                    break
+                y.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        self.lsock.close()
+        for s in self.socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def wait_status(sock, status, timeout=30):
+    q = Qmp(sock)
+    q.cmd("qmp_capabilities")
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        info = q.cmd("query-migrate")["return"]
+        if info.get("status") == status:
+            q.close()
+            return info
+        assert time.monotonic() < deadline, (status, info)
+        time.sleep(0.02)            # polling a status with a deadline, not a sleep to sync
+
+
+def recover(dsock, ssock, q, cuts_left):
+    """migrate-recover at the destination, `--migrate URI --resume` at the
+    source, through a new relay; cut that one too while cuts are left."""
+    qd = Qmp(dsock)
+    qd.cmd("qmp_capabilities")
+    r = qd.cmd("migrate-recover", {"uri": "tcp:127.0.0.1:0"})
+    assert "return" in r, r
+    relay = Relay(r["return"]["uri"])
+    if not cuts_left:
+        q.cmd("migrate-set-parameters", {"max-bandwidth": 0})
+    client = Proc([MINIVMM, "--api-sock", ssock, "--migrate", relay.uri, "--resume"],
+                  stdin=subprocess.DEVNULL)
+    if cuts_left:
+        wait_status(dsock, "postcopy-active")
+        relay.cut()
+        assert client.wait_exit(30) != 0
+        wait_status(ssock, "postcopy-paused")
+        wait_status(dsock, "postcopy-paused")
+        return recover(dsock, ssock, q, cuts_left - 1)
+    assert client.wait_exit(60) == 0, client.tail()
+    return client
+
+
+def bogus_recovery(dsock):
+    """Something that is not the source connects to the recovery address and
+    sends garbage: the destination stays paused, ready for the real one."""
+    qd = Qmp(dsock)
+    qd.cmd("qmp_capabilities")
+    r = qd.cmd("migrate-recover", {"uri": "tcp:127.0.0.1:0"})
+    port = int(r["return"]["uri"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n" * 4)
+    wait_status(dsock, "postcopy-paused")
+
+
+@pytest.mark.parametrize("cuts", [1, 2, "bogus"])
+def test_link_cut_mid_postcopy_and_recovered(guest_factory, tmp_path, cuts):
+    """The link breaks mid-postcopy (the relay is cut): both sides go to
+    postcopy-paused and keep what they have; migrate-recover plus a resume
+    over a new link finish the move with every page verified. Cut twice:
+    the second break, on the recovered link, is survived the same way; a
+    stranger on the recovery address is turned away."""
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
+    src.command("fill 96M", r"^FILL done")
+    src.command("dirty 96M 0", r"^DIRTY started")
+    dst, uri, dsock = destination(tmp_path)
+    relay = Relay(uri)
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    q.cmd("migrate-set-parameters", {"max-bandwidth": 16 << 20})
+    client = Proc([MINIVMM, "--api-sock", ssock, "--migrate", relay.uri, "--postcopy"],
+                  stdin=subprocess.DEVNULL)
+    try:
+        q.event("MIGRATION", lambda e: e["data"]["status"] == "postcopy-active", timeout=60)
+        relay.cut()
+        ev = q.event("MIGRATION", lambda e: e["data"]["status"] == "postcopy-paused")
+        assert "pages are only here" in ev["data"]["error-desc"], ev
+        assert client.wait_exit(30) != 0
+        info = wait_status(dsock, "postcopy-paused")
+        assert "connection to the source broke" in info["error-desc"], info
+        # The source refuses a plain migrate and a cancel while paused.
+        r = q.cmd("migrate", {"uri": uri})
+        assert "paused" in r["error"]["desc"], r
+        if cuts == "bogus":
+            bogus_recovery(dsock)
+        recover(dsock, ssock, q, 1 if cuts == 2 else 0)
+        check_moved(src, dst)
+        dst.wait_for(COMPLETE_DST, timeout=30, sink=dst.err_lines)
+    finally:
+        client.kill()
+        relay.cut()
+        dst.kill()
