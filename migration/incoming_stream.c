@@ -44,6 +44,8 @@ struct incoming {
 	struct vm_config cfg;   /* from the machine record: points into rx.machine */
 	struct mig_uri uri;
 	int fd;
+	int lfd;                /* still listening, for the source's second connection */
+	int urgent_fd;          /* that connection (postcopy's requested pages), or -1 */
 	unsigned timeout_s;
 	bool readable;          /* the connection has data (GO, we hope) */
 	struct chan c;
@@ -136,16 +138,59 @@ static int listen_accept(struct incoming *in)
 		pr_info("incoming migration: a connection closed without a word; still waiting");
 		close(fd);
 	}
-	if (fd < 0)
+	if (fd < 0) {
 		pr_err("incoming migration: accept on %s: %s", bound, strerror(errno));
-	close(lfd);             /* one source only */
-	if (in->uri.kind == URI_UNIX)
-		unlink(in->uri.path);
-	if (fd < 0)
+		close(lfd);
 		return EXIT_VM_FAILURE;
+	}
+	in->lfd = lfd;          /* until the header says whether a second connection comes */
 	set_timeouts(fd, in->timeout_s);
 	in->fd = fd;
 	return EXIT_OK;
+}
+
+/* One source only: no more connections. */
+static void stop_listening(struct incoming *in)
+{
+	if (in->lfd < 0)
+		return;
+	close(in->lfd);
+	in->lfd = -1;
+	if (in->uri.kind == URI_UNIX)
+		unlink(in->uri.path);
+}
+
+/* The source's second connection, which opens with a header saying so;
+ * anything else that connects meanwhile is turned away. */
+static int accept_urgent(struct incoming *in)
+{
+	uint64_t deadline = now_ns() + (uint64_t)in->timeout_s * 1000000000ULL;
+
+	while (now_ns() < deadline) {
+		struct pollfd p = { .fd = in->lfd, .events = POLLIN };
+		struct stream_header h;
+		struct record rec = { 0 };
+		struct chan c;
+		int fd;
+
+		if (poll(&p, 1, (int)((deadline - now_ns()) / 1000000) + 1) <= 0)
+			continue;
+		fd = accept4(in->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		set_timeouts(fd, in->timeout_s);
+		chan_init(&c, fd, false, 0, "incoming migration (second connection)");
+		if (record_read(&c, &rec, REC_HEADER) == 0 && stream_header_check(&rec, &h) == 0 &&
+		    h.flags == FLAG_URGENT_HELLO) {
+			record_free(&rec);
+			in->urgent_fd = fd;
+			return 0;
+		}
+		record_free(&rec);
+		close(fd);
+	}
+	pr_err("incoming migration: the source announced a second connection that did not come");
+	return -1;
 }
 
 static int rx_status(const struct incoming *in)
@@ -161,6 +206,9 @@ static int receive(struct incoming *in)
 
 	if (stream_rx_open(rx) < 0)
 		return rx_status(in);
+	if ((rx->hdr.flags & FLAG_URGENT_CHANNEL) && accept_urgent(in) < 0)
+		return EXIT_VM_FAILURE;
+	stop_listening(in);
 	if (machine_load(rx->machine.payload, rx->machine.length, in->cmdline,
 			 in->cmdline->accept_backends, &in->cfg) < 0)
 		return EXIT_USAGE;
@@ -243,7 +291,7 @@ static int switchover(struct incoming *in)
 		return rx_status(in);
 	failpoint_kill("dst-kill-after-go");
 	/* Pages must flow before anything here may touch guest RAM. */
-	if (in->postcopy && postcopy_dst_start(in->postcopy) < 0)
+	if (in->postcopy && postcopy_dst_start(in->postcopy, in->urgent_fd) < 0)
 		return EXIT_VM_FAILURE;
 	/* The source let go of its disks and taps before GO: take them. If we
 	 * cannot, let go of what we took, so the source can take all back. */
@@ -280,7 +328,7 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 	memset(&in, 0, sizeof(in));
 	in.vm = vm;
 	in.cmdline = cmdline;
-	in.fd = -1;
+	in.fd = in.lfd = in.urgent_fd = -1;
 	if (check_args(&in, uri) < 0)
 		return EXIT_USAGE;
 	ret = listen_accept(&in);
@@ -300,8 +348,12 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 		postcopy_dst_stop(in.postcopy);
 		in.postcopy = NULL;
 	}
-	if (!in.postcopy)       /* else postcopy's, until it ends */
+	stop_listening(&in);
+	if (!in.postcopy) {     /* else postcopy's, until it ends */
 		close(in.fd);
+		if (in.urgent_fd >= 0)
+			close(in.urgent_fd);
+	}
 	ram_loader_free(&in.rx.ram);
 	record_free(&in.rx.state);
 	ram_pipe_finish(&in.rx.pipe);   /* the machine record stays: the VM's config points into it */

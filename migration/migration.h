@@ -74,7 +74,14 @@ struct migration_stats {
 	struct postcopy_stats postcopy;
 };
 
-/* After a successful migration or snapshot, the VM... */
+/* When a migration with postcopy-ram switches (parameter postcopy-start). */
+enum {
+	MIG_POSTCOPY_WHEN_MANUAL,       /* "manual": on migrate-start-postcopy, at once */
+	MIG_POSTCOPY_WHEN_FIRST_PASS,   /* "after-first-pass" */
+	MIG_POSTCOPY_WHEN_AUTO,         /* "auto": when precopy would need throttling */
+};
+
+/* After a successful migration or snapshot, the VM...*/
 enum mig_after {
 	MIG_AFTER_EXIT,         /* stops; minivmm exits 0 (a move: the default) */
 	MIG_AFTER_RUN,          /* runs on (a checkpoint; file: only) */
@@ -104,7 +111,7 @@ struct migration {
 	uint64_t stall_timeout_ms;      /* a peer silent this long has failed */
 	/* migrate-set-capabilities postcopy-ram, and when to switch. */
 	bool postcopy_ram;
-	bool postcopy_auto;             /* switch when precopy would need throttling */
+	int postcopy_when;              /* MIG_POSTCOPY_WHEN_*: migrate-set-parameters postcopy-start */
 	_Atomic bool postcopy_start;    /* migrate-start-postcopy: switch at the next round */
 	bool postcopy;                  /* this migration switched */
 	/* Page requests that came before RUNNING (handover.c), for postcopy_serve. */

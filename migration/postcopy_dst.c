@@ -11,11 +11,13 @@
  * which the fault thread fills with zeroes without asking.
  *
  * A fault on a listed page sends a page request on the return path and
- * returns at once; the receive thread places the page when it arrives
- * (requested or pushed, whichever comes first) with UFFDIO_COPY, which
+ * returns at once; a receive thread places the page when it arrives
+ * (requested, on the source's second connection if there is one, or
+ * pushed, on the first: whichever comes first) with UFFDIO_COPY, which
  * wakes whoever waits on it, and only then takes it off the list: a fault
  * that sees a page off the list may zero-fill it, which must never beat
- * the data. A page placed twice finds EEXIST and is left alone.
+ * the data. A page placed twice finds EEXIST and is left alone; only the
+ * thread that takes it off the list counts it.
  *
  * When the list is empty RAM is unregistered, the source hears COMPLETE
  * with our fault figures and the VM owns all of its memory. If the link
@@ -47,7 +49,6 @@
 
 #define PAGE            4096ULL
 #define LAT_SAMPLES     65536
-#define RCVBUF_BYTES    (256 << 10)
 
 struct postcopy_dst {
 	struct vm *vm;
@@ -59,6 +60,10 @@ struct postcopy_dst {
 	_Atomic uint32_t *asked_us;     /* per page: when it was requested (+1), 0: not */
 	uint64_t t0_us;
 	uint64_t session;               /* the switch's: a recovery must name it */
+	int urgent_fd;                  /* the source's second connection, or -1 */
+	pthread_t urgent_thread;
+	bool urgent_started;
+	pthread_mutex_t fig_lock;       /* the fault figures: two receive threads */
 	pthread_t thread;
 	bool started;                   /* receiving began (GO came) */
 	bool joinable;                  /* thread needs a join */
@@ -70,7 +75,7 @@ struct postcopy_dst {
 	uint32_t *lat_us;
 	uint64_t nlat, block_us;
 	_Atomic uint64_t faults;
-	uint64_t pages_placed;
+	_Atomic uint64_t pages_placed;
 };
 
 static uint64_t mono_us(void)
@@ -150,6 +155,7 @@ static void pd_free(struct postcopy_dst *pd)
 	free(pd->asked_us);
 	free(pd->lat_us);
 	free(pd->rxbuf);
+	pthread_mutex_destroy(&pd->fig_lock);
 	free(pd);
 }
 
@@ -188,8 +194,10 @@ struct postcopy_dst *postcopy_dst_prepare(struct vm *vm, struct stream_rx *rx)
 {
 	struct postcopy_dst *pd = calloc(1, sizeof(*pd));
 
-	if (pd)
-		pd->lfd = -1;
+	if (pd) {
+		pd->lfd = pd->urgent_fd = -1;
+		pthread_mutex_init(&pd->fig_lock, NULL);
+	}
 	if (!pd || (pd->vm = vm, pd->rx = rx, take_list(pd, &rx->postcopy)) < 0) {
 		pr_err("incoming migration: postcopy: out of memory");
 		goto err;
@@ -216,8 +224,10 @@ static void record_latency(struct postcopy_dst *pd, uint64_t gpage)
 	if (!asked)
 		return;         /* pushed before anyone touched it */
 	us = mono_us() - pd->t0_us - (asked - 1);
+	pthread_mutex_lock(&pd->fig_lock);
 	pd->lat_us[pd->nlat++ % LAT_SAMPLES] = (uint32_t)us;
 	pd->block_us += us;
+	pthread_mutex_unlock(&pd->fig_lock);
 }
 
 /* One checked batch: place each listed page, then take it off the list. */
@@ -247,9 +257,11 @@ static int place_batch(struct postcopy_dst *pd, const uint8_t *payload)
 				break;  /* a second copy: the first is in place */
 			if (uffd_ram_place(pd->uffd, r, page * PAGE, src, PAGE) < 0)
 				return -1;
-			atomic_fetch_and(&pd->needed[i][page / 64], ~(1ULL << (page % 64)));
+			if (!(atomic_fetch_and(&pd->needed[i][page / 64], ~(1ULL << (page % 64))) &
+			      (1ULL << (page % 64))))
+				break;  /* the other thread took it off first */
 			atomic_fetch_sub(&pd->left, 1);
-			pd->pages_placed++;
+			atomic_fetch_add(&pd->pages_placed, 1);
 			record_latency(pd, pd->base[i] + page);
 			break;
 		}
@@ -272,6 +284,12 @@ static void complete(struct postcopy_dst *pd)
 	uint64_t n = pd->nlat < LAT_SAMPLES ? pd->nlat : LAT_SAMPLES;
 	char text[200];
 
+	/* The requested-pages thread may be placing a page that came twice. */
+	if (pd->urgent_started) {
+		shutdown(pd->urgent_fd, SHUT_RDWR);
+		pthread_join(pd->urgent_thread, NULL);
+		pd->urgent_started = false;
+	}
 	uffd_ram_stop(pd->uffd, NULL);
 	pd->uffd = NULL;
 	qsort(pd->lat_us, n, sizeof(*pd->lat_us), cmp_u32);
@@ -324,6 +342,8 @@ static void receive_pages(struct postcopy_dst *pd)
 		c->rxbuf = pd->rxbuf;
 		c->rxcap = RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES);
 		if (record_read(c, &rec, 0) < 0) {
+			if (!atomic_load(&pd->left))
+				break;  /* the last page came on the second connection */
 			paused(pd, "the connection to the source broke");
 			return;
 		}
@@ -343,6 +363,37 @@ static void receive_pages(struct postcopy_dst *pd)
 		complete(pd);
 }
 
+/* The source's second connection: requested pages only, until it closes. */
+static void *urgent_thread(void *arg)
+{
+	struct postcopy_dst *pd = arg;
+	struct ram_loader l = { .mem = &pd->vm->mem };
+	uint8_t *buf = malloc(RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES));
+	struct chan c;
+
+	pthread_setname_np(pthread_self(), "postcopy-urgent");
+	chan_init(&c, pd->urgent_fd, false, 0, "incoming migration (requested pages)");
+	c.rxbuf = buf;
+	c.rxcap = buf ? RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES) : 0;
+	while (atomic_load(&pd->left) && !atomic_load(&pd->stopping)) {
+		struct record rec;
+
+		if (record_read(&c, &rec, REC_RAM) < 0)
+			break;  /* the first connection tells what happened */
+		if (ram_batch_check(&l, rec.payload, rec.length) < 0 ||
+		    place_batch(pd, rec.payload) < 0) {
+			record_free(&rec);
+			break;
+		}
+		record_free(&rec);
+	}
+	/* We placed the last page: wake the first connection's reader to finish. */
+	if (!atomic_load(&pd->left) && !atomic_load(&pd->stopping))
+		shutdown(pd->rx->c->fd, SHUT_RD);
+	free(buf);
+	return NULL;
+}
+
 static void *receive_thread(void *arg)
 {
 	pthread_setname_np(pthread_self(), "postcopy-rx");
@@ -350,16 +401,15 @@ static void *receive_thread(void *arg)
 	return NULL;
 }
 
-int postcopy_dst_start(struct postcopy_dst *pd)
+int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd)
 {
 	struct migration *m = pd->vm->mig;
-	int one = 1, rcvbuf = RCVBUF_BYTES;
+	int one = 1;
 
 	pd->t0_us = mono_us();
-	/* Requests go out at once; what is queued ahead of a requested page
-	 * (the push) stays small. */
+	/* Requests go out at once. (The receive buffer stays as it is: shrunk
+	 * under an open window, TCP stalls on zero-window probes.) */
 	setsockopt(pd->rx->c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(pd->rx->c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	pthread_mutex_lock(&m->stats_lock);
 	m->stats.ram_total = pd->vm->mem.ram_size;
 	m->stats.postcopy.pages_needed = atomic_load(&pd->left);
@@ -370,6 +420,19 @@ int postcopy_dst_start(struct postcopy_dst *pd)
 		uint64_t bad[2] = { 1ULL << 50, pd->vm->mem.regions[0].gpa + 1 };
 
 		stream_rx_send(pd->rx, REC_PAGE_REQ, bad, sizeof(bad));
+	}
+	pd->urgent_fd = urgent_fd;
+	if (urgent_fd >= 0) {
+		struct timeval forever = { 0 };
+
+		/* Requests may be minutes apart: it ends when the source closes it. */
+		setsockopt(urgent_fd, SOL_SOCKET, SO_RCVTIMEO, &forever, sizeof(forever));
+		setsockopt(urgent_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (pthread_create(&pd->urgent_thread, NULL, urgent_thread, pd)) {
+			pr_err("incoming migration: postcopy: cannot start the receive thread");
+			return -1;
+		}
+		pd->urgent_started = true;
 	}
 	if (pthread_create(&pd->thread, NULL, receive_thread, pd)) {
 		pr_err("incoming migration: postcopy: cannot start the receive thread");
@@ -393,6 +456,12 @@ void postcopy_dst_stop(struct postcopy_dst *pd)
 	}
 	if (pd->joinable)
 		pthread_join(pd->thread, NULL);
+	if (pd->urgent_started) {
+		shutdown(pd->urgent_fd, SHUT_RDWR);
+		pthread_join(pd->urgent_thread, NULL);
+	}
+	if (pd->urgent_fd >= 0)
+		close(pd->urgent_fd);
 	if (pd->lfd >= 0)
 		close(pd->lfd);
 	if (pd->started) {
@@ -437,12 +506,11 @@ static int accept_source(struct postcopy_dst *pd)
 static void swap_connection(struct postcopy_dst *pd, int fd)
 {
 	struct timeval tv = { .tv_sec = (time_t)pd->rx->timeout_s };
-	int one = 1, rcvbuf = RCVBUF_BYTES, old;
+	int one = 1, old;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	pthread_mutex_lock(&pd->rx->send_lock);
 	old = pd->rx->c->fd;
 	chan_init(pd->rx->c, fd, false, 0, "incoming migration (recovery)");

@@ -21,9 +21,10 @@ struct postcopy_dst;
  * switch record names (they are stale here) and register RAM for faults.
  * NULL with a message. */
 struct postcopy_dst *postcopy_dst_prepare(struct vm *vm, struct stream_rx *rx);
-/* After GO: start receiving pages on rx's connection, which is ours from
- * now on (closed when postcopy ends). 0 or -1 (printed). */
-int postcopy_dst_start(struct postcopy_dst *pd);
+/* After GO: start receiving pages on rx's connection and on urgent_fd (the
+ * source's second connection, for requested pages; -1 if none), which are
+ * ours from now on (closed when postcopy ends). 0 or -1 (printed). */
+int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd);
 /* migrate-recover (main thread, postcopy paused): listen on uri (the
  * address bound goes to `bound`) for the source's resume. 0, or -1 with
  * `err` filled. */

@@ -9,12 +9,18 @@
  * precopy. From RUNNING on the guest runs over there and this VM never
  * runs again: it serves pages.
  *
- * Requested pages never wait behind the background push: a reader thread
- * queues requests from the return path and the sender checks the queue
- * before every background batch, which is small (128 KiB) and goes out
- * through a small socket buffer with Nagle off, so a requested page waits
- * for at most one batch in flight rather than megabytes of queued push.
- * (One connection, not QEMU's second one: measured in scripts/bench/postcopy.)
+ * Requested pages never wait behind the background push. With postcopy-ram
+ * the migration opened a second connection at its start (QEMU's
+ * "postcopy-preempt" shape): the thread that reads requests from the return
+ * path writes the pages at once on that connection, while the migration
+ * thread pushes on the first. Without it (it could not be opened, or after
+ * a recovery) requests are queued for the migration thread, which checks
+ * the queue before every background batch; batches are small (128 KiB) and
+ * the socket buffers too, so a requested page waits behind at most a few
+ * hundred KiB. A page sent on the second connection stays on the push's
+ * list (changed atomically by both): the push sends it again, which costs
+ * one page per request and means that nothing the second connection
+ * carries can be lost if it breaks; the destination keeps the first copy.
  * The push walks the list in address order from just after the last page
  * asked for: a guest that faults on a page mostly wants its neighbours next.
  *
@@ -49,8 +55,11 @@
 
 struct pc_src {
 	struct sender *s;
-	uint64_t **bits;                /* pages the destination still lacks */
-	uint64_t left;
+	uint64_t **bits;                /* pages the destination still lacks (atomic) */
+	_Atomic uint64_t left;
+	struct sender *urgent;          /* the second connection's sender, or NULL */
+	_Atomic bool urgent_dead;       /* ... none, or it failed: requests go to the queue */
+	_Atomic uint64_t hint;          /* gpa + 1 of the last page asked for, 0: none */
 	pthread_t reader;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -73,7 +82,9 @@ bool postcopy_wanted(struct sender *s, unsigned round, uint64_t dirty_pps, uint6
 		return false;
 	if (atomic_load(&m->postcopy_start)) {
 		snprintf(why, sizeof(why), "migrate-start-postcopy");
-	} else if (m->postcopy_auto && expected_ms > m->downtime_limit_ms &&
+	} else if (m->postcopy_when == MIG_POSTCOPY_WHEN_FIRST_PASS) {
+		snprintf(why, sizeof(why), "after the first pass");
+	} else if (m->postcopy_when == MIG_POSTCOPY_WHEN_AUTO && expected_ms > m->downtime_limit_ms &&
 		   dirty_pps * PAGE * 2 > send_bps) {
 		/* Each round would be at least half the one before: precopy
 		 * fits the limit only by slowing the guest down. */
@@ -90,8 +101,12 @@ bool postcopy_wanted(struct sender *s, unsigned round, uint64_t dirty_pps, uint6
 	snprintf(m->stats.postcopy.why, sizeof(m->stats.postcopy.why), "%s", why);
 	m->stats.postcopy.switch_ms = (now_ns() - m->start_ns) / 1000000;
 	pthread_mutex_unlock(&m->stats_lock);
-	pr_info("migration: switching to postcopy after round %u (%llu ms): %s", round,
-		(unsigned long long)m->stats.postcopy.switch_ms, why);
+	if (round == POSTCOPY_MID_PASS)
+		pr_info("migration: switching to postcopy during the first pass (%llu ms): %s",
+			(unsigned long long)m->stats.postcopy.switch_ms, why);
+	else
+		pr_info("migration: switching to postcopy after round %u (%llu ms): %s", round,
+			(unsigned long long)m->stats.postcopy.switch_ms, why);
 	return true;
 }
 
@@ -183,6 +198,8 @@ static void on_reply(struct pc_src *p, const struct record *rec)
 	pthread_mutex_unlock(&p->lock);
 }
 
+static int serve_requests(struct pc_src *p, struct sender *s, const uint64_t *req, unsigned n);
+
 /* The return path: page requests, then COMPLETE. */
 static void *request_reader(void *arg)
 {
@@ -195,12 +212,12 @@ static void *request_reader(void *arg)
 		struct record rec;
 		bool done;
 
-		if (poll(&pfd, 1, WAIT_MS) < 0 && errno != EINTR)
-			break;
 		pthread_mutex_lock(&p->lock);
 		done = p->stop || p->complete || p->broken;
 		pthread_mutex_unlock(&p->lock);
 		if (done)
+			break;
+		if (poll(&pfd, 1, WAIT_MS) < 0 && errno != EINTR)
 			break;
 		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
@@ -208,8 +225,17 @@ static void *request_reader(void *arg)
 			set_broken(p, "the connection to the destination broke");
 			break;
 		}
-		if (rec.type == REC_PAGE_REQ && rec.length && rec.length % 8 == 0)
+		if (rec.type == REC_PAGE_REQ && rec.length && rec.length % 8 == 0 &&
+		    !atomic_load(&p->urgent_dead)) {
+			/* Answered here, at once, on the second connection. If it
+			 * fails the first carries on: nothing on it was only there. */
+			if (serve_requests(p, p->urgent, rec.payload, (unsigned)(rec.length / 8)) < 0) {
+				atomic_store(&p->urgent_dead, true);
+				queue_requests(p, rec.payload, rec.length / 8);
+			}
+		} else if (rec.type == REC_PAGE_REQ && rec.length && rec.length % 8 == 0) {
 			queue_requests(p, rec.payload, rec.length / 8);
+		}
 		else if (rec.type == REC_REPLY)
 			on_reply(p, &rec);
 		else
@@ -232,24 +258,33 @@ static const struct mem_region *region_of(struct vm *vm, uint64_t gpa, unsigned 
 	return NULL;
 }
 
-/* Queue page `page` of region `i` if the destination still lacks it. */
+/* Queue page `page` of region `i` on the first connection if the
+ * destination still lacks it, taking it off the list. */
 static int send_needed(struct pc_src *p, unsigned i, uint64_t page)
 {
 	const struct mem_region *r = &p->s->vm->mem.regions[i];
-	uint64_t *w = &p->bits[i][page / 64], bit = 1ULL << (page % 64);
+	uint64_t bit = 1ULL << (page % 64);
 
-	if (!(*w & bit))
+	if (!(__atomic_fetch_and(&p->bits[i][page / 64], ~bit, __ATOMIC_RELAXED) & bit))
 		return 0;       /* sent already: on its way */
-	*w &= ~bit;
-	p->left--;
+	atomic_fetch_sub(&p->left, 1);
 	return sender_page(p->s, r->gpa + page * PAGE, r->hva + page * PAGE);
 }
 
-static int serve_requests(struct pc_src *p, const uint64_t *req, unsigned n)
+/* The second connection: the page whatever the list says (it may have been
+ * pushed and wait behind megabytes on the first connection). */
+static int send_urgent(struct pc_src *p, unsigned i, uint64_t page)
+{
+	const struct mem_region *r = &p->s->vm->mem.regions[i];
+
+	return sender_page(p->urgent, r->gpa + page * PAGE, r->hva + page * PAGE);
+}
+
+static int serve_requests(struct pc_src *p, struct sender *s, const uint64_t *req, unsigned n)
 {
 	unsigned sent = 0;
 
-	p->s->phase = RAM_PHASE_URGENT;
+	s->phase = RAM_PHASE_URGENT;
 	for (unsigned k = 0; k < n; k++) {
 		const struct mem_region *r;
 		unsigned i;
@@ -262,26 +297,61 @@ static int serve_requests(struct pc_src *p, const uint64_t *req, unsigned n)
 					(unsigned long long)req[k]);
 			continue;
 		}
-		if (send_needed(p, i, (req[k] - r->gpa) / PAGE) < 0)
+		if ((s == p->urgent ? send_urgent(p, i, (req[k] - r->gpa) / PAGE) :
+		     send_needed(p, i, (req[k] - r->gpa) / PAGE)) < 0)
 			return -1;
-		p->cursor_region = i;
-		p->cursor_page = (req[k] - r->gpa) / PAGE + 1;
+		atomic_store(&p->hint, req[k] + 1);
 		sent++;
 	}
 	pthread_mutex_lock(&p->s->m->stats_lock);
 	p->s->m->stats.postcopy.requests += n;
 	p->s->m->stats.postcopy.pages_requested += sent;
 	pthread_mutex_unlock(&p->s->m->stats_lock);
-	return sender_flush(p->s);
+	return sender_flush(s);
+}
+
+void postcopy_rest_of_pass(struct sender *s, uint64_t **bits)
+{
+	struct guest_mem *mem = &s->vm->mem;
+	uint64_t added = 0;
+
+	for (unsigned i = s->scan_region; i < mem->nr_regions; i++) {
+		struct mem_region *r = &mem->regions[i];
+		uint64_t pos = i == s->scan_region ? s->scan_off : 0;
+
+		while (pos < r->size) {
+			off_t d = r->file_backed ? (off_t)pos : lseek(r->memfd, (off_t)pos, SEEK_DATA);
+			off_t h = r->file_backed ? (off_t)r->size : d < 0 ? -1 : lseek(r->memfd, d, SEEK_HOLE);
+
+			if (d < 0 || h < 0)
+				break;  /* ENXIO: no data past pos */
+			for (uint64_t p = (uint64_t)d / PAGE; p < (uint64_t)h / PAGE && p < r->size / PAGE; p++)
+				if (!(bits[i][p / 64] & (1ULL << (p % 64)))) {
+					bits[i][p / 64] |= 1ULL << (p % 64);
+					added++;
+				}
+			pos = (uint64_t)h;
+		}
+	}
+	pr_info("migration: postcopy: %llu pages the first pass had not reached",
+		(unsigned long long)added);
 }
 
 /* Up to PUSH_PAGES of the pages left, in address order from the cursor. */
 static int push_some(struct pc_src *p)
 {
 	struct vm *vm = p->s->vm;
-	unsigned queued = 0, i = (unsigned)p->cursor_region;
-	uint64_t page = p->cursor_page;
+	uint64_t hint = atomic_exchange(&p->hint, 0);
+	unsigned queued = 0, i;
+	uint64_t page;
 
+	/* Go on just after the last page asked for: its neighbours come next. */
+	if (hint && region_of(vm, hint - 1, &i)) {
+		p->cursor_region = i;
+		p->cursor_page = (hint - 1 - vm->mem.regions[i].gpa) / PAGE + 1;
+	}
+	i = (unsigned)p->cursor_region;
+	page = p->cursor_page;
 	p->s->phase = RAM_PHASE_POSTCOPY;
 	for (unsigned scanned = 0; queued < PUSH_PAGES && p->left && scanned <= vm->mem.nr_regions;) {
 		uint64_t npages = vm->mem.regions[i].size / PAGE;
@@ -351,12 +421,15 @@ static uint64_t push_wait_ns(struct pc_src *p)
 	return due > now ? due - now : 0;
 }
 
-static void tune_socket(int fd)
+/* Nagle off; and with requested pages sharing the connection, a small send
+ * buffer: what waits ahead of them is what it holds. */
+static void tune_socket(int fd, bool shared)
 {
 	int one = 1, buf = SNDBUF_BYTES;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	if (shared)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 }
 
 /* Until COMPLETE or a break. */
@@ -370,7 +443,7 @@ static int serve_loop(struct pc_src *p, uint64_t *req)
 	for (;;) {
 		if (!take_requests(p, req, &n, push_wait_ns(p)))
 			goto out_broken;
-		if (n && serve_requests(p, req, n) < 0)
+		if (n && serve_requests(p, p->s, req, n) < 0)
 			goto io_error;
 		pthread_mutex_lock(&p->lock);
 		if (p->complete) {
@@ -408,7 +481,7 @@ static void finish_stats(struct pc_src *p, uint64_t t0)
 		ps->fault_p99_us = p99;
 		ps->blocktime_ms = block;
 	}
-	p->s->m->stats.transferred = p->s->c.bytes;
+	p->s->m->stats.transferred = p->s->c.bytes + (p->urgent ? p->urgent->c.bytes : 0);
 	p->s->m->stats.ram_remaining = 0;
 	pthread_mutex_unlock(&p->s->m->stats_lock);
 }
@@ -429,8 +502,18 @@ int postcopy_serve(struct sender *s, uint64_t **bits)
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.cond, NULL);
 	migration_set_status(s->m, MIG_POSTCOPY_ACTIVE);
-	tune_socket(s->c.fd);
 	s->unpaced = true;
+	if (s->urgent_fd >= 0 && (p.urgent = calloc(1, sizeof(*p.urgent))) &&
+	    sender_init(p.urgent, s->m) == 0) {
+		chan_init(&p.urgent->c, s->urgent_fd, false, 0, s->m->uri);
+		p.urgent->unpaced = p.urgent->quiet = true;
+		tune_socket(s->urgent_fd, false);
+	} else if (p.urgent) {
+		free(p.urgent);
+		p.urgent = NULL;
+	}
+	p.urgent_dead = !p.urgent;
+	tune_socket(s->c.fd, !p.urgent);
 	if (!p.queue || !req || pthread_create(&p.reader, NULL, request_reader, &p)) {
 		set_broken(&p, "out of memory or threads");
 		goto out;
@@ -456,6 +539,10 @@ out:
 				"%llu of its pages are only here, so this VM stays paused and keeps "
 				"them", p.why, (unsigned long long)p.left);
 		migration_set_status(s->m, MIG_POSTCOPY_PAUSED);
+	}
+	if (p.urgent) {
+		sender_free(p.urgent);
+		free(p.urgent);
 	}
 	pthread_cond_destroy(&p.cond);
 	pthread_mutex_destroy(&p.lock);

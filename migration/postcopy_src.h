@@ -22,6 +22,10 @@ struct mig_uri;
  * in the log and the statistics, and sets m->postcopy. */
 bool postcopy_wanted(struct sender *s, unsigned round, uint64_t dirty_pps, uint64_t send_bps,
 		     uint64_t expected_ms);
+#define POSTCOPY_MID_PASS (~0U)         /* `round` for a switch during the first pass */
+/* The first pass stopped at s->scan_region/scan_off for the switch: every
+ * page with data past that point goes into bits (the destination lacks it). */
+void postcopy_rest_of_pass(struct sender *s, uint64_t **bits);
 /* VM frozen, `bits` the pages dirtied since they were sent (and never-sent
  * ones): the REC_POSTCOPY record. `bits` stays: it is what postcopy_serve
  * sends. 0 or -1. */

@@ -169,8 +169,11 @@ static int stop_and_copy(struct sender *s, uint64_t **bits)
 	int ret = -1;
 
 	s->phase = RAM_PHASE_FINAL;
-	if (sender_collect(s, bits) < 0 ||
-	    (s->m->postcopy ? postcopy_send_switch(s, bits) : sender_dirty(s, bits)) < 0)
+	if (sender_collect(s, bits) < 0)
+		goto out;
+	if (s->scan_stopped)
+		postcopy_rest_of_pass(s, bits);
+	if ((s->m->postcopy ? postcopy_send_switch(s, bits) : sender_dirty(s, bits)) < 0)
 		goto out;
 	t_pages = now_ns();
 	if (vmstate_save(s->vm, &state, &len) < 0 ||
@@ -208,7 +211,7 @@ static int send_preamble(struct sender *s)
 	size_t len;
 	int ret;
 
-	stream_header_init(&h, 0);
+	stream_header_init(&h, s->urgent_fd >= 0 ? FLAG_URGENT_CHANNEL : 0);
 	if (machine_save(s->vm, &machine, &len) < 0)
 		return -1;
 	ret = record_write(&s->c, REC_HEADER, 0, &h, sizeof(h)) < 0 ||
@@ -234,7 +237,8 @@ static int precopy_to_ready(struct sender *s, uint64_t **bits)
 	pr_info("migration: first pass (%llu pages) done after %llu ms",
 		(unsigned long long)(s->pages_data + s->pages_zero),
 		(unsigned long long)(now_ns() - t0) / 1000000);
-	if (precopy_rounds(s, bits) < 0)
+	if (s->scan_stopped ? !postcopy_wanted(s, POSTCOPY_MID_PASS, 0, 0, 0) :
+	    precopy_rounds(s, bits) < 0)
 		return -1;
 	pr_info("migration: rounds done after %llu ms", (unsigned long long)(now_ns() - t0) / 1000000);
 	s->m->pause_ns = now_ns();
@@ -260,6 +264,8 @@ int precopy_migrate(struct migration *m, const struct mig_uri *u)
 	bits = page_bits_alloc(s->vm);
 	if (!bits || sender_connect(s, u) < 0)
 		goto out;
+	if (m->postcopy_ram)
+		sender_connect_urgent(s, u);
 	migration_set_socket(m, s->c.fd);
 	m->stats.setup_time_ms = (now_ns() - m->start_ns) / 1000000;
 	if (precopy_to_ready(s, bits) < 0)

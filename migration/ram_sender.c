@@ -30,6 +30,7 @@ int sender_init(struct sender *s, struct migration *m)
 	s->m = m;
 	s->vm = m->vm;
 	s->c.fd = -1;
+	s->urgent_fd = -1;
 	s->stage = malloc(RAM_BATCH_SEND_PAGES * PAGE);
 	return s->stage ? 0 : -1;
 }
@@ -50,10 +51,37 @@ int sender_connect(struct sender *s, const struct mig_uri *u)
 	return 0;
 }
 
+void sender_connect_urgent(struct sender *s, const struct mig_uri *u)
+{
+	struct timeval tv = { .tv_sec = (time_t)(s->m->stall_timeout_ms / 1000),
+			      .tv_usec = (suseconds_t)(s->m->stall_timeout_ms % 1000) * 1000 };
+	struct stream_header h;
+	struct chan c;
+	int fd = uri_connect(u, CONNECT_MS);
+
+	if (fd < 0) {
+		pr_warn("migration: no second connection for postcopy's requested pages; they "
+			"will share the first");
+		return;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	chan_init(&c, fd, false, 0, s->m->uri);
+	stream_header_init(&h, FLAG_URGENT_HELLO);
+	if (record_write(&c, REC_HEADER, 0, &h, sizeof(h)) < 0) {
+		close(fd);
+		return;
+	}
+	s->urgent_fd = fd;
+}
+
 void sender_free(struct sender *s)
 {
 	free(s->stage);
 	s->stage = NULL;
+	if (s->urgent_fd >= 0)
+		close(s->urgent_fd);
+	s->urgent_fd = -1;
 }
 
 static void rate_limit(struct sender *s, uint64_t bytes)
@@ -90,6 +118,8 @@ int sender_flush(struct sender *s)
 	s->round_bytes += s->c.bytes - before;
 	if (!s->unpaced)
 		rate_limit(s, s->c.bytes - before);
+	if (s->quiet)
+		goto done;
 	pthread_mutex_lock(&s->m->stats_lock);
 	s->m->stats.transferred = s->c.bytes;
 	s->m->stats.pages_normal = s->pages_data;
@@ -99,6 +129,7 @@ int sender_flush(struct sender *s)
 	if (now_ns() > s->pass_t0)
 		s->m->stats.throughput_bps = s->round_bytes * 1000000000ULL / (now_ns() - s->pass_t0);
 	pthread_mutex_unlock(&s->m->stats_lock);
+done:
 	s->hdr.count = 0;
 	s->staged = 0;
 	s->stage_crc = 0;
@@ -146,6 +177,14 @@ int sender_all(struct sender *s)
 				return -1;
 			}
 			for (uint64_t p = (uint64_t)d; p < (uint64_t)h && p < r->size; p += PAGE) {
+				/* Between batches: a switch to postcopy wanted now? */
+				if (!s->hdr.count && s->m->postcopy_ram &&
+				    atomic_load(&s->m->postcopy_start)) {
+					s->scan_stopped = true;
+					s->scan_region = i;
+					s->scan_off = p;
+					return 0;
+				}
 				/* What is left of the scan: an upper bound, for the progress. */
 				s->scan_left = s->vm->mem.ram_size - scanned - p;
 				if (sender_page(s, r->gpa + p, r->hva + p) < 0)

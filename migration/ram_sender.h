@@ -38,6 +38,12 @@ struct sender {
 	uint64_t rate_t0, rate_bytes;           /* for max-bandwidth */
 	uint32_t phase;                         /* RAM_PHASE_*: record flags */
 	bool unpaced;                           /* the caller keeps max-bandwidth itself */
+	bool quiet;                             /* a second stream: no statistics of its own */
+	int urgent_fd;                          /* postcopy's second connection, or -1 */
+	/* First pass: where it stopped when migrate-start-postcopy came. */
+	bool scan_stopped;
+	unsigned scan_region;
+	uint64_t scan_off;
 };
 
 /* 0, or -1 when out of memory. */
@@ -46,11 +52,17 @@ void sender_free(struct sender *s);
 /* Connect to the destination, both directions bounded by the stall
  * timeout; c and ret share the socket. 0, or -1 (printed). */
 int sender_connect(struct sender *s, const struct mig_uri *u);
+/* With postcopy-ram: a second connection for requested pages, before the
+ * stream's header (which then says so). Its hello goes out here. Failing
+ * is no error: requested pages then share the first connection. */
+void sender_connect_urgent(struct sender *s, const struct mig_uri *u);
 /* Queue page `gpa` (host copy at `p`); a full batch goes out. 0 or -1. */
 int sender_page(struct sender *s, uint64_t gpa, const uint8_t *p);
 /* Send the batch queued so far. 0, or -1 (I/O error, cancelled). */
 int sender_flush(struct sender *s);
-/* First pass: every page that was ever written (SEEK_DATA on the memfd). */
+/* First pass: every page that was ever written (SEEK_DATA on the memfd).
+ * Stops early (scan_stopped, scan_region/scan_off) once migrate-start-postcopy
+ * asks for the switch. */
 int sender_all(struct sender *s);
 /* Every page set in `bits` (one bitmap per region); clears them. */
 int sender_dirty(struct sender *s, uint64_t **bits);

@@ -91,6 +91,8 @@ struct stream_reply {
 } __attribute__((packed));
 
 #define FLAG_FILE_LAYOUT    1U  /* header: RAM lives at fixed offsets in this file */
+#define FLAG_URGENT_CHANNEL 2U  /* live: a second connection will carry requested pages */
+#define FLAG_URGENT_HELLO   4U  /* live: this is that second connection */
 
 struct stream_header {
 	char magic[8];

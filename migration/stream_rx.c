@@ -192,7 +192,7 @@ int stream_rx_open(struct stream_rx *rx)
 	record_free(&rec);
 	if (ret < 0)
 		return -1;
-	if (rx->hdr.flags) {
+	if (rx->hdr.flags & ~FLAG_URGENT_CHANNEL) {
 		pr_err("%s: header flags 0x%x: not a live migration stream (a snapshot file sent as is?)",
 		       rx->c->name, rx->hdr.flags);
 		return -1;

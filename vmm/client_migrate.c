@@ -4,9 +4,9 @@
  * show progress on stderr (a bar redrawn in place on a terminal, a plain
  * line a second otherwise), and exit 0 only when the destination has the
  * guest (status "completed"). Any other outcome: one error line, exit 1.
- * With --postcopy the client turns postcopy-ram on and asks for the switch
- * at once: the source makes it when its first pass ends; --postcopy=auto
- * leaves the moment to the source's rule (docs/migration.md).
+ * With --postcopy the client turns postcopy-ram on and has the source switch
+ * when its first pass ends (postcopy-start "after-first-pass"); with
+ * --postcopy=auto on the source's own rule (docs/migration.md).
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -228,8 +228,9 @@ static int postcopy_setup(struct client *c, int mode)
 	json_object_object_add(cap, "state", json_object_new_boolean(mode != CLIENT_POSTCOPY_OFF));
 	json_object_array_add(list, cap);
 	json_object_object_add(caps, "capabilities", list);
-	json_object_object_add(params, "postcopy-auto",
-			       json_object_new_boolean(mode == CLIENT_POSTCOPY_AUTO));
+	json_object_object_add(params, "postcopy-start", json_object_new_string(
+		mode == CLIENT_POSTCOPY_AUTO ? "auto" :
+		mode == CLIENT_POSTCOPY_FIRST_PASS ? "after-first-pass" : "manual"));
 	if (simple_cmd(c, "migrate-set-capabilities", caps) < 0)
 		return -1;
 	return simple_cmd(c, "migrate-set-parameters", params);
@@ -260,10 +261,7 @@ int client_migrate(struct client *c, const struct client_request *req)
 	} else if (postcopy_setup(c, req->postcopy) < 0 || simple_cmd(c, "migrate", args) < 0) {
 		return EXIT_VM_FAILURE;
 	}
-	/* Asked at once, made when the first pass is over. */
-	if (req->postcopy == CLIENT_POSTCOPY_FIRST_PASS &&
-	    simple_cmd(c, "migrate-start-postcopy", NULL) < 0)
-		return EXIT_VM_FAILURE;
+
 	while (!wait_event(c, &p, &eof)) {
 		if (eof || now_ms() > deadline || progress_query(c, &p) < 0)
 			break;

@@ -249,13 +249,29 @@ int cmd_query_migrate_capabilities(struct qmp_request *req)
 	return 0;
 }
 
+static const char *const postcopy_when_names[] = {
+	[MIG_POSTCOPY_WHEN_MANUAL] = "manual",
+	[MIG_POSTCOPY_WHEN_FIRST_PASS] = "after-first-pass",
+	[MIG_POSTCOPY_WHEN_AUTO] = "auto",
+};
+
+/* The parameter postcopy-start: its MIG_POSTCOPY_WHEN_*, or -1. */
+static int postcopy_when_parse(const char *s)
+{
+	for (int i = 0; i <= MIG_POSTCOPY_WHEN_AUTO; i++)
+		if (!strcmp(s, postcopy_when_names[i]))
+			return i;
+	return -1;
+}
+
 int cmd_migrate_set_parameters(struct qmp_request *req)
 {
 	struct migration *m = control_req_vm(req)->mig;
 	int64_t downtime = -1, bw = -1, stall = -1;
-	bool pc_auto = m->postcopy_auto;
+	const char *pc_start = NULL;
+	int pc_when = m->postcopy_when;
 
-	if (qmp_arg_bool(req, "postcopy-auto", false, &pc_auto) < 0 ||
+	if (qmp_arg_string(req, "postcopy-start", false, &pc_start) < 0 ||
 	    qmp_arg_int(req, "downtime-limit", false, &downtime) < 0 ||
 	    qmp_arg_int(req, "max-bandwidth", false, &bw) < 0 ||
 	    qmp_arg_int(req, "stall-timeout", false, &stall) < 0)
@@ -265,13 +281,16 @@ int cmd_migrate_set_parameters(struct qmp_request *req)
 		return qmp_error(req, QMP_ERR_GENERIC,
 				 "downtime-limit must be 1..2000000 ms, max-bandwidth >= 0 bytes/s, "
 				 "stall-timeout 100..3600000 ms");
+	if (pc_start && (pc_when = postcopy_when_parse(pc_start)) < 0)
+		return qmp_error(req, QMP_ERR_GENERIC, "postcopy-start must be \"manual\", "
+				 "\"after-first-pass\" or \"auto\"");
 	if (downtime != -1)
 		m->downtime_limit_ms = (uint64_t)downtime;
 	if (bw != -1)
 		m->max_bandwidth = (uint64_t)bw;
 	if (stall != -1)
 		m->stall_timeout_ms = (uint64_t)stall;
-	m->postcopy_auto = pc_auto;
+	m->postcopy_when = pc_when;
 	return 0;
 }
 
@@ -283,7 +302,8 @@ int cmd_query_migrate_parameters(struct qmp_request *req)
 	add_u64(req->ret, "downtime-limit", m->downtime_limit_ms);
 	add_u64(req->ret, "max-bandwidth", m->max_bandwidth);
 	add_u64(req->ret, "stall-timeout", m->stall_timeout_ms);
-	json_object_object_add(req->ret, "postcopy-auto", json_object_new_boolean(m->postcopy_auto));
+	json_object_object_add(req->ret, "postcopy-start",
+			       json_object_new_string(postcopy_when_names[m->postcopy_when]));
 	return 0;
 }
 

@@ -73,7 +73,7 @@ def test_postcopy_dirtying_guest(guest_factory, tmp_path, cpus):
     try:
         r = migrate_postcopy(ssock, uri)
         assert r.returncode == 0, r.stderr
-        assert "migrate: switched to postcopy: migrate-start-postcopy" in r.stderr, r.stderr
+        assert "migrate: switched to postcopy: after the first pass" in r.stderr, r.stderr
         t, pushed, requested, nreq, p50, p99, blocked = postcopy_figures(r.stderr)
         assert pushed + requested > 0, r.stderr
         check_moved(src, dst)
@@ -108,12 +108,12 @@ def test_postcopy_idle_guest(guest_factory, tmp_path):
 
 
 def slow_postcopy(guest_factory, tmp_path, dst_env=None, bandwidth=16 << 20):
-    """A guest rewriting 96 MiB, a push held to `bandwidth` so postcopy lasts
-    seconds, the migration started in the background. Returns the pieces
-    once the source says postcopy-active."""
+    """A guest rewriting 32 MiB, a push held to `bandwidth` so postcopy lasts
+    a second or two, the migration started in the background. Returns the
+    pieces once the source says postcopy-active."""
     src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
-    src.command("fill 96M", r"^FILL done")
-    src.command("dirty 96M 0", r"^DIRTY started")
+    src.command("fill 32M", r"^FILL done")
+    src.command("dirty 32M 0", r"^DIRTY started")
     dst, uri, dsock = destination(tmp_path, env=dst_env)
     q = Qmp(ssock)
     q.cmd("qmp_capabilities")
@@ -121,7 +121,7 @@ def slow_postcopy(guest_factory, tmp_path, dst_env=None, bandwidth=16 << 20):
     client = Proc([MINIVMM, "--api-sock", ssock, "--migrate", uri, "--postcopy"],
                   stdin=subprocess.DEVNULL)
     ev = q.event("MIGRATION", lambda e: e["data"]["status"] == "postcopy-active", timeout=60)
-    assert ev["data"]["postcopy"]["switch-reason"] == "migrate-start-postcopy", ev
+    assert ev["data"]["postcopy"]["switch-reason"] == "after the first pass", ev
     return src, ssock, dst, dsock, q, client
 
 
@@ -213,7 +213,7 @@ def test_auto_switches_when_precopy_cannot_converge(guest_factory, tmp_path):
     dst, uri, dsock = destination(tmp_path)
     try:
         r = migrate_postcopy(ssock, uri, mode="auto")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0, r.stderr + err_text(src) + err_text(dst)
         assert re.search(r"switched to postcopy: auto: the guest dirties \d+ MB/s, more than "
                          r"half the \d+ MB/s sent", r.stderr), r.stderr
         ev = q.event("MIGRATION", lambda e: e["data"]["status"] == "postcopy-active")
@@ -252,6 +252,10 @@ def test_postcopy_interface_errors(guest_factory, tmp_path):
         {"capability": "postcopy-ram", "state": True}]
     r = q.cmd("migrate-start-postcopy")
     assert "no precopy migration is running" in r["error"]["desc"], r
+    r = q.cmd("migrate-set-parameters", {"postcopy-start": "later"})
+    assert "postcopy-start must be" in r["error"]["desc"], r
+    q.cmd("migrate-set-parameters", {"postcopy-start": "auto"})
+    assert q.cmd("query-migrate-parameters")["return"]["postcopy-start"] == "auto"
     r = run_minivmm(["--api-sock", ssock, "--migrate", f"file:{tmp_path}/snap", "--postcopy"])
     assert r.returncode == 2 and "--postcopy goes with a live migration" in r.stderr, r.stderr
     r = run_minivmm(["--api-sock", ssock, "--migrate", "tcp:127.0.0.1:1", "--postcopy=bogus"])
@@ -272,14 +276,16 @@ class Relay:
         self.thread.start()
 
     def _accept(self):
-        try:
-            a, _ = self.lsock.accept()
-        except OSError:
-            return
-        b = socket.create_connection(self.target)
-        self.socks += [a, b]
-        for x, y in ((a, b), (b, a)):
-            threading.Thread(target=self._pump, args=(x, y), daemon=True).start()
+        """Every connection (the source opens two: pages, requested pages)."""
+        while True:
+            try:
+                a, _ = self.lsock.accept()
+            except OSError:
+                return
+            b = socket.create_connection(self.target)
+            self.socks += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pump, args=(x, y), daemon=True).start()
 
     @staticmethod
     def _pump(x, y):
@@ -293,6 +299,10 @@ class Relay:
             pass
 
     def cut(self):
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.lsock.close()
         for s in self.socks:
             try:
@@ -358,8 +368,8 @@ def test_link_cut_mid_postcopy_and_recovered(guest_factory, tmp_path, cuts):
     the second break, on the recovered link, is survived the same way; a
     stranger on the recovery address is turned away."""
     src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
-    src.command("fill 96M", r"^FILL done")
-    src.command("dirty 96M 0", r"^DIRTY started")
+    src.command("fill 32M", r"^FILL done")
+    src.command("dirty 32M 0", r"^DIRTY started")
     dst, uri, dsock = destination(tmp_path)
     relay = Relay(uri)
     q = Qmp(ssock)
@@ -386,4 +396,33 @@ def test_link_cut_mid_postcopy_and_recovered(guest_factory, tmp_path, cuts):
     finally:
         client.kill()
         relay.cut()
+        dst.kill()
+
+
+def test_start_postcopy_during_the_first_pass(guest_factory, tmp_path):
+    """migrate-start-postcopy at any moment of precopy, here in the middle of
+    the first pass: the switch comes at once, and the pages the pass had not
+    reached are fetched after it like any other."""
+    src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
+    src.command("fill 128M", r"^FILL done")
+    src.command("dirty 16M 0", r"^DIRTY started")
+    dst, uri, dsock = destination(tmp_path)
+    q = Qmp(ssock)
+    q.cmd("qmp_capabilities")
+    q.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "postcopy-ram", "state": True}]})
+    q.cmd("migrate-set-parameters", {"max-bandwidth": 64 << 20, "postcopy-start": "manual"})
+    try:
+        assert q.cmd("migrate", {"uri": uri}) == {"return": {}}
+        q.event("MIGRATION", lambda e: e["data"]["status"] == "setup")
+        assert q.cmd("migrate-start-postcopy") == {"return": {}}
+        ev = q.event("MIGRATION", lambda e: e["data"]["status"] == "postcopy-active")
+        pc = ev["data"]["postcopy"]
+        assert pc["switch-reason"] == "migrate-start-postcopy", pc
+        assert pc["pages-needed"] > (16 << 20) // 4096, pc    # more than the dirty set
+        q.cmd("migrate-set-parameters", {"max-bandwidth": 0})
+        ev = q.event("MIGRATION", lambda e: e["data"]["status"] == "completed", timeout=60)
+        assert ev["data"]["postcopy"]["postcopy-time"] > 0
+        check_moved(src, dst)
+    finally:
         dst.kill()
