@@ -37,6 +37,19 @@ static int fault_in_lazily(struct vm *vm, void *opaque)
 	return lazy_uffd ? 0 : -1;
 }
 
+/* --lazy=ws: the working set in before the guest runs (if the file has one). */
+static int prefetch_working_set(const struct snapshot *s, struct vm *vm)
+{
+	uint64_t count = 0;
+	const uint64_t *map = snapshot_working_set(s, vm, &count);
+
+	if (!map) {
+		pr_info("lazy restore: %s has no working set: pages come on demand only", s->path);
+		return 0;
+	}
+	return lazy_uffd_prefetch(lazy_uffd, map, count);
+}
+
 static int restore_file(struct vm *vm, const struct vm_config *cmdline, const char *path)
 {
 	static struct snapshot s;       /* lives as long as the VM may fault pages in */
@@ -67,6 +80,8 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 		return EXIT_USAGE;
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		virtio_mmio_resume(vm->virtio[i]);
+	if (cmdline->lazy_ws && prefetch_working_set(&s, vm) < 0)
+		return EXIT_VM_FAILURE;
 	if (cmdline->lazy_uffd)
 		return lazy_uffd_push(lazy_uffd) < 0 ? EXIT_VM_FAILURE : EXIT_OK;
 	if (cmdline->lazy)

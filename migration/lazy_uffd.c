@@ -3,6 +3,12 @@
  * --lazy=uffd: restore a snapshot file and run the guest at once, its RAM
  * filled through userfaultfd.
  *
+ * With --lazy=ws the snapshot's working set (the pages the guest wrote
+ * while it was saved) is brought in first, before any vCPU runs, in large
+ * reads: a guest that picks up where it left off then finds its pages in
+ * place instead of faulting on them one by one (REAP's insight; here the
+ * set is recorded by the save itself, from its dirty rounds).
+ *
  * The guest's RAM stays the memfds vm_create() made, registered for MISSING
  * faults before KVM or any device can touch them. A fault reads a 64 KiB
  * block of the file around the page (a guest touching one page mostly
@@ -87,11 +93,15 @@ static int read_snapshot(struct lazy_uffd *lu, uint8_t *buf, uint64_t len, uint6
 	return 0;
 }
 
-/* The fault thread's page source. */
+/* The fault thread's page source; the pages are remembered as touched. */
 static int fetch(void *opaque, const struct mem_region *r, uint64_t off, void *buf, size_t len)
 {
 	struct lazy_uffd *lu = opaque;
 
+	bool record = r->touched && !atomic_load(&lu->vm->mem.touched_off);
+
+	for (uint64_t p = off / GUEST_PAGE_SIZE; record && p < (off + len) / GUEST_PAGE_SIZE; p++)
+		atomic_fetch_or(&r->touched[p / 64], 1ULL << (p % 64));
 	return read_snapshot(lu, buf, len, region_file_offset(lu, r) + off);
 }
 
@@ -152,6 +162,11 @@ static int push_region(struct lazy_uffd *lu, const struct mem_region *r, uint8_t
 
 static void push_wait_for_faults(struct lazy_uffd *lu)
 {
+	/* lazy-push-hold: no push while the VM lives, so that every page the
+	 * guest touches faults and is recorded for the next save's working set
+	 * (a recording run, as REAP makes one). */
+	while (failpoint("lazy-push-hold") && !vm_stopping(lu))
+		usleep(1000);   /* test-only: bounded by the VM's life */
 	if (!failpoint("lazy-push-after-faults"))
 		return;
 	while (uffd_ram_faults(lu->uffd) < FAILPOINT_FAULTS && !vm_stopping(lu))
@@ -242,14 +257,68 @@ struct lazy_uffd *lazy_uffd_start(struct vm *vm, int fd, uint64_t ram_offset, co
 	lu->uffd = uffd_ram_start(&vm->mem, FAULT_PAGES, fetch, fail, lu);
 	if (!lu->uffd)
 		goto err;
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
-		vm->mem.regions[i].file_backed = true;
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
+		struct mem_region *r = &vm->mem.regions[i];
+
+		r->file_backed = true;
+		/* Not recording is no failure: the next save has less to go on. */
+		if (!r->touched)
+			r->touched = calloc((r->size / GUEST_PAGE_SIZE + 63) / 64, sizeof(uint64_t));
+	}
 	return lu;
 err:
 	if (lu->done_efd >= 0)
 		close(lu->done_efd);
 	free(lu);
 	return NULL;
+}
+
+/* Pages [p, q) of region r, read and placed PUSH_BYTES at a time. */
+static int prefetch_run(struct lazy_uffd *lu, const struct mem_region *r, uint64_t p, uint64_t q,
+			uint8_t *buf)
+{
+	uint64_t base = region_file_offset(lu, r);
+
+	for (uint64_t pos = p * GUEST_PAGE_SIZE; pos < q * GUEST_PAGE_SIZE;) {
+		uint64_t len = q * GUEST_PAGE_SIZE - pos < PUSH_BYTES ? q * GUEST_PAGE_SIZE - pos :
+			       PUSH_BYTES;
+
+		if (read_snapshot(lu, buf, len, base + pos) < 0 ||
+		    uffd_ram_place(lu->uffd, r, pos, buf, len) < 0)
+			return -1;
+		pos += len;
+	}
+	return 0;
+}
+
+int lazy_uffd_prefetch(struct lazy_uffd *lu, const uint64_t *map, uint64_t count)
+{
+	const struct guest_mem *mem = &lu->vm->mem;
+	uint8_t *buf = aligned_alloc(GUEST_PAGE_SIZE, PUSH_BYTES);
+	uint64_t t0 = now_ns();
+	int ret = buf ? 0 : -1;
+
+	for (unsigned i = 0; i < mem->nr_regions && ret == 0; i++) {
+		uint64_t base = ram_region_offset(mem, i) / GUEST_PAGE_SIZE;
+		uint64_t pages = mem->regions[i].size / GUEST_PAGE_SIZE;
+
+		for (uint64_t p = 0; p < pages && ret == 0;) {
+			uint64_t q = p;
+
+			while (q < pages && (map[(base + q) / 64] & (1ULL << ((base + q) % 64))))
+				q++;
+			if (q > p)
+				ret = prefetch_run(lu, &mem->regions[i], p, q, buf);
+			p = q + 1;
+		}
+	}
+	free(buf);
+	if (ret == 0)
+		pr_info("lazy restore: working set of %llu pages (%llu MiB) in before the guest "
+			"runs, in %llu ms", (unsigned long long)count,
+			(unsigned long long)(count * GUEST_PAGE_SIZE >> 20),
+			(unsigned long long)(now_ns() - t0) / 1000000);
+	return ret;
 }
 
 int lazy_uffd_push(struct lazy_uffd *lu)

@@ -20,6 +20,10 @@ struct lazy_uffd;
  * register RAM and start serving faults from fd (RAM area at ram_offset).
  * NULL with a message. */
 struct lazy_uffd *lazy_uffd_start(struct vm *vm, int fd, uint64_t ram_offset, const char *path);
+/* Main thread, before any vCPU runs: bring in the pages set in `map` (one
+ * bit per page of all RAM: the snapshot's working set) now, in address
+ * order, large reads at a time. 0, or -1 with a message. */
+int lazy_uffd_prefetch(struct lazy_uffd *lu, const uint64_t *map, uint64_t count);
 /* Main thread, the VM's state loaded: start the push and guard the file. */
 int lazy_uffd_push(struct lazy_uffd *lu);
 

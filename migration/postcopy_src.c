@@ -129,17 +129,7 @@ int postcopy_send_switch(struct sender *s, uint64_t **bits)
 	if (getrandom(&s->m->pc_session, sizeof(s->m->pc_session), 0) != sizeof(s->m->pc_session))
 		s->m->pc_session = now_ns();    /* names this migration, no secret */
 	sw->session = s->m->pc_session;
-	for (unsigned i = 0; i < mem->nr_regions; i++) {
-		uint64_t base = ram_region_offset(mem, i) / PAGE, nw = (mem->regions[i].size / PAGE + 63) / 64;
-
-		for (uint64_t w = 0; w < nw; w++)
-			for (uint64_t v = bits[i][w]; v; v &= v - 1) {
-				uint64_t g = base + w * 64 + (uint64_t)__builtin_ctzll(v);
-
-				map[g / 64] |= 1ULL << (g % 64);
-				sw->needed++;
-			}
-	}
+	sw->needed = ram_bits_to_map(mem, bits, map);
 	ret = record_write(&s->c, REC_POSTCOPY, 0, sw, len);
 	pthread_mutex_lock(&s->m->stats_lock);
 	s->m->stats.postcopy.pages_needed = sw->needed;

@@ -441,3 +441,21 @@ void ram_file_update_crcs(const struct guest_mem *mem, const uint64_t *chunk_dir
 				crcs[first + c] = chunk_crc_from_mem(r, c);
 	}
 }
+
+uint64_t ram_bits_to_map(const struct guest_mem *mem, uint64_t *const *bits, uint64_t *map)
+{
+	uint64_t set = 0;
+
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		uint64_t base = ram_region_offset(mem, i) / PAGE, nw = (mem->regions[i].size / PAGE + 63) / 64;
+
+		for (uint64_t w = 0; w < nw; w++)
+			for (uint64_t v = bits[i][w]; v; v &= v - 1) {
+				uint64_t g = base + w * 64 + (uint64_t)__builtin_ctzll(v);
+
+				map[g / 64] |= 1ULL << (g % 64);
+				set++;
+			}
+	}
+	return set;
+}

@@ -31,6 +31,10 @@ struct ram_stats {
 uint64_t ram_nr_chunks(const struct guest_mem *mem);
 /* Byte offset within the RAM area of region `i`. */
 uint64_t ram_region_offset(const struct guest_mem *mem, unsigned i);
+/* One bitmap per region (a bit per page) into one over all RAM, regions in
+ * order (the layout of REC_POSTCOPY and REC_WORKING_SET); map must be
+ * zeroed and hold ram_size / 4096 bits. Returns the bits set. */
+uint64_t ram_bits_to_map(const struct guest_mem *mem, uint64_t *const *bits, uint64_t *map);
 
 /* Write every non-zero page of `mem` to fd at ram_offset + layout, and fill
  * crcs[ram_nr_chunks()] . Pages the file already has as data but that are

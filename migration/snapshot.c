@@ -7,6 +7,11 @@
  * that changed, the records after the RAM area, and the header last, at
  * offset 0, pointing at them. Only a file whose header was written and
  * that was renamed into place is a snapshot.
+ *
+ * The pages the guest wrote while it was being saved, and those it faulted
+ * on after a lazy restore (if it was restored so), are its working set:
+ * they go into a working-set record, and a restore with --lazy=ws brings
+ * them in before the guest runs (lazy_uffd.c).
  */#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -28,6 +33,7 @@
 #include "vmm/log.h"
 
 #define HEADER_SPACE 4096
+#define WS_CHUNK_WORDS (RAM_CHUNK / 4096 / 64)     /* bitmap words per 2 MiB */
 
 static int fsync_dir_of(const char *path)
 {
@@ -45,7 +51,8 @@ static int fsync_dir_of(const char *path)
 
 /* Records after the RAM area; returns the bytes written there. */
 static int write_meta(struct migration *m, int fd, uint64_t off, const uint32_t *crcs,
-		      uint64_t nchunks, const struct ram_stats *rs, uint64_t *len)
+		      uint64_t nchunks, const struct ram_stats *rs, const struct page_set *ws,
+		      uint64_t *len)
 {
 	struct vm *vm = m->vm;
 	struct chan c;
@@ -63,6 +70,8 @@ static int write_meta(struct migration *m, int fd, uint64_t off, const uint32_t 
 		goto out;
 	if (record_write(&c, REC_MACHINE, 0, machine, mlen) < 0 ||
 	    record_writev(&c, REC_RAM_INDEX, 0, idx, 2) < 0 ||
+	    (ws && ws->count && record_write(&c, REC_WORKING_SET, 0, ws, sizeof(*ws) +
+					     (ws->pages + 63) / 64 * 8) < 0) ||
 	    record_write(&c, REC_STATE, 0, state, slen) < 0)
 		goto out;
 	end.records = c.records;
@@ -123,19 +132,54 @@ struct live_save {
 	uint32_t *crcs;
 	uint64_t *chunk_dirty;
 	uint64_t *bits[GUEST_MEM_MAX_REGIONS];
+	uint64_t *hot[GUEST_MEM_MAX_REGIONS];   /* written while saving: the working set */
 	struct ram_stats rs;
 };
 
-static uint64_t take_dirty(struct live_save *ls)
+/* Harvest into bits; with `hot`, remember them in the working set too. */
+static uint64_t take_dirty(struct live_save *ls, bool hot)
 {
 	struct vm *vm = ls->m->vm;
 	uint64_t n = 0;
 
 	if (dirty_harvest(vm) < 0)
 		return UINT64_MAX;
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
 		n += dirty_take(vm, i, ls->bits[i]);
+		for (uint64_t w = 0; hot && w < (vm->mem.regions[i].size / 4096 + 63) / 64; w++)
+			ls->hot[i][w] |= ls->bits[i][w];
+	}
 	return n;
+}
+
+/* The working-set record's payload (malloc'd), or NULL if none. */
+static struct page_set *working_set(struct live_save *ls)
+{
+	const struct guest_mem *mem = &ls->m->vm->mem;
+	uint64_t pages = mem->ram_size / 4096;
+	struct page_set *ws = calloc(1, sizeof(*ws) + (pages + 63) / 64 * 8);
+
+	if (!ws)
+		return NULL;
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		uint64_t nw = (mem->regions[i].size / 4096 + 63) / 64;
+
+		/* Whole 2 MiB chunks: a guest that touched some of one mostly
+		 * touched the rest, which the lazy push may have reached first. */
+		for (uint64_t w = 0; w < nw; w += WS_CHUNK_WORDS) {
+			uint64_t any = 0, end = w + WS_CHUNK_WORDS < nw ? w + WS_CHUNK_WORDS : nw;
+
+			for (uint64_t k = w; k < end; k++)
+				any |= ls->hot[i][k];
+			for (uint64_t k = w; any && k < end; k++)
+				ls->hot[i][k] = ~0ULL;
+		}
+		if (nw && (mem->regions[i].size / 4096) % 64)
+			ls->hot[i][nw - 1] &= (1ULL << ((mem->regions[i].size / 4096) % 64)) - 1;
+	}
+	ws->pages = pages;
+	ws->count = ram_bits_to_map(mem, ls->hot, (uint64_t *)(ws + 1));
+	return ws;
 }
 
 /*
@@ -153,7 +197,7 @@ static int save_running(struct live_save *ls)
 	if (migration_cancelled(ls->m))
 		return -1;
 
-	if (dirty_log_start(vm) < 0 || take_dirty(ls) == UINT64_MAX)
+	if (dirty_log_start(vm) < 0 || take_dirty(ls, false) == UINT64_MAX)
 		return -1;
 	for (unsigned i = 0; i < vm->mem.nr_regions; i++)       /* logged before the start */
 		memset(ls->bits[i], 0, (vm->mem.regions[i].size / 4096 + 63) / 64 * 8);
@@ -161,7 +205,7 @@ static int save_running(struct live_save *ls)
 	if (ram_file_write(ls->ram_fd, RAM_FILE_OFFSET, &vm->mem, ls->crcs, &ls->rs) < 0)
 		return -1;
 	for (unsigned round = 0; round < LIVE_MAX_ROUNDS; round++) {
-		uint64_t n = take_dirty(ls);
+		uint64_t n = take_dirty(ls, true);
 
 		if (n == UINT64_MAX || migration_cancelled(ls->m))
 			return -1;
@@ -184,8 +228,10 @@ static int save_frozen(struct live_save *ls)
 	struct migration *m = ls->m;
 	struct vm *vm = m->vm;
 	uint64_t ram_len = ls->nchunks * RAM_CHUNK, meta_off = RAM_FILE_OFFSET + ram_len, meta_len;
+	struct page_set *ws = NULL;
+	int ret = -1;
 
-	if (take_dirty(ls) == UINT64_MAX ||
+	if (take_dirty(ls, true) == UINT64_MAX ||
 	    ram_file_write_dirty(ls->ram_fd, RAM_FILE_OFFSET, &vm->mem, ls->bits, ls->chunk_dirty,
 				 &ls->rs) < 0)
 		return -1;
@@ -193,9 +239,12 @@ static int save_frozen(struct live_save *ls)
 	/* What the file holds now, as a reader will count it. */
 	ls->rs.pages_present = ram_file_pages_present(ls->fd, RAM_FILE_OFFSET, ram_len);
 	ls->rs.pages_zero = vm->mem.ram_size / 4096 - ls->rs.pages_present;
-	if (migration_cancelled(m) ||
-	    write_meta(m, ls->fd, meta_off, ls->crcs, ls->nchunks, &ls->rs, &meta_len) < 0 ||
-	    write_header(ls->fd, m->uri, ram_len, meta_off, meta_len) < 0)
+	ws = working_set(ls);
+	ret = migration_cancelled(m) ||
+	      write_meta(m, ls->fd, meta_off, ls->crcs, ls->nchunks, &ls->rs, ws, &meta_len) < 0 ||
+	      write_header(ls->fd, m->uri, ram_len, meta_off, meta_len) < 0 ? -1 : 0;
+	free(ws);
+	if (ret < 0)
 		return -1;
 	if (fdatasync(ls->fd) < 0) {
 		pr_err("%s: sync failed: %s", m->uri, strerror(errno));
@@ -217,16 +266,22 @@ static int live_save_init(struct live_save *ls, struct migration *m, int fd, int
 
 	memset(ls, 0, sizeof(*ls));
 	ls->m = m;
+	/* What the guest touched after a lazy restore, before our own reads. */
+	atomic_store(&vm->mem.touched_off, true);
 	ls->fd = fd;
 	ls->ram_fd = ram_fd;
 	ls->nchunks = ram_nr_chunks(&vm->mem);
 	ls->crcs = calloc(ls->nchunks, sizeof(uint32_t));
 	ls->chunk_dirty = calloc(ls->nchunks / 64 + 1, sizeof(uint64_t));
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
 		ls->bits[i] = calloc((vm->mem.regions[i].size / 4096 + 63) / 64, sizeof(uint64_t));
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
-		if (!ls->bits[i])
+		ls->hot[i] = calloc((vm->mem.regions[i].size / 4096 + 63) / 64, sizeof(uint64_t));
+		if (!ls->bits[i] || !ls->hot[i])
 			return -1;
+		for (uint64_t w = 0; vm->mem.regions[i].touched &&
+		     w < (vm->mem.regions[i].size / 4096 + 63) / 64; w++)
+			ls->hot[i][w] = atomic_load(&vm->mem.regions[i].touched[w]);
+	}
 	return ls->crcs && ls->chunk_dirty ? 0 : -1;
 }
 
@@ -234,8 +289,10 @@ static void live_save_free(struct live_save *ls)
 {
 	free(ls->crcs);
 	free(ls->chunk_dirty);
-	for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++)
+	for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++) {
 		free(ls->bits[i]);
+		free(ls->hot[i]);
+	}
 }
 
 int snapshot_save(struct migration *m, const char *path)

@@ -28,6 +28,7 @@ struct snapshot {
 	struct chan chan;
 	struct stream_header hdr;
 	struct record machine, ram_index, state, end;
+	struct record working_set;      /* optional: payload NULL when the file has none */
 	struct stream_end totals;
 };
 
@@ -38,6 +39,10 @@ void snapshot_close(struct snapshot *s);
 int snapshot_check_ram(const struct snapshot *s, const struct vm *vm);
 /* Fill guest RAM (eagerly with CRC checks, or mapped copy-on-write). */
 int snapshot_load_ram(struct snapshot *s, struct vm *vm, bool lazy);
+/* The working set's bitmap if the file has one that fits vm (one bit per
+ * page of all RAM), else NULL (said why, when it does not fit). */
+const uint64_t *snapshot_working_set(const struct snapshot *s, const struct vm *vm,
+				     uint64_t *count);
 /* minivmm --inspect file:PATH */
 int snapshot_inspect(const char *path);
 

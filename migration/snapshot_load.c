@@ -56,8 +56,20 @@ static int read_records(struct snapshot *s)
 	s->chan.records = 1;
 	if (record_read(&s->chan, &s->machine, REC_MACHINE) < 0 ||
 	    record_read(&s->chan, &s->ram_index, REC_RAM_INDEX) < 0 ||
-	    record_read(&s->chan, &s->state, REC_STATE) < 0 ||
-	    record_read(&s->chan, &s->end, REC_END) < 0)
+	    record_read(&s->chan, &s->state, 0) < 0)
+		return -1;
+	/* The working set (since 1.2) is optional, before the state. */
+	if (s->state.type == REC_WORKING_SET) {
+		s->working_set = s->state;
+		memset(&s->state, 0, sizeof(s->state));
+		if (record_read(&s->chan, &s->state, REC_STATE) < 0)
+			return -1;
+	} else if (s->state.type != REC_STATE) {
+		pr_err("%s: a %s record where the state belongs", s->path,
+		       record_type_name(s->state.type));
+		return -1;
+	}
+	if (record_read(&s->chan, &s->end, REC_END) < 0)
 		return -1;
 	/* Exactly its size: a shorter one (its CRC may well be right) would
 	 * have us read past its payload. */
@@ -106,6 +118,7 @@ void snapshot_close(struct snapshot *s)
 	record_free(&s->ram_index);
 	record_free(&s->state);
 	record_free(&s->end);
+	record_free(&s->working_set);
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
@@ -139,6 +152,31 @@ int snapshot_load_ram(struct snapshot *s, struct vm *vm, bool lazy)
 	return 0;
 }
 
+const uint64_t *snapshot_working_set(const struct snapshot *s, const struct vm *vm,
+				     uint64_t *count)
+{
+	uint64_t pages = vm->mem.ram_size / 4096, words = (pages + 63) / 64, set = 0;
+	const uint64_t *map;
+	struct page_set ps;
+
+	if (!s->working_set.payload)
+		return NULL;
+	if (s->working_set.length != sizeof(ps) + words * 8) {
+		pr_warn("%s: the working set does not fit this machine's RAM: not used", s->path);
+		return NULL;
+	}
+	memcpy(&ps, s->working_set.payload, sizeof(ps));
+	map = (const uint64_t *)((const uint8_t *)s->working_set.payload + sizeof(ps));
+	for (uint64_t w = 0; w < words; w++)
+		set += (uint64_t)__builtin_popcountll(map[w]);
+	if (ps.pages != pages || ps.count != set || (pages % 64 && map[words - 1] >> (pages % 64))) {
+		pr_warn("%s: the working set does not fit this machine's RAM: not used", s->path);
+		return NULL;
+	}
+	*count = set;
+	return map;
+}
+
 int snapshot_inspect(const char *path)
 {
 	struct snapshot s;
@@ -158,6 +196,13 @@ int snapshot_inspect(const char *path)
 	       (unsigned long long)s.totals.pages_present, (unsigned long long)s.totals.pages_zero);
 	if (present < s.totals.pages_present)
 		printf("warning: only %llu pages have data in the file\n", (unsigned long long)present);
+	if (s.working_set.payload && s.working_set.length >= sizeof(struct page_set)) {
+		struct page_set ps;
+
+		memcpy(&ps, s.working_set.payload, sizeof(ps));
+		printf("working set: %llu pages (%llu MiB) written while it was saved\n",
+		       (unsigned long long)ps.count, (unsigned long long)(ps.count * 4096 >> 20));
+	}
 	printf("state: %llu bytes\n", (unsigned long long)s.state.length);
 	if (vmstate_print(s.state.payload, s.state.length) < 0)
 		goto out;

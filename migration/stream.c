@@ -109,6 +109,7 @@ uint64_t record_max_length(uint32_t type)
 	case REC_POSTCOPY:  return sizeof(struct postcopy_switch) + (64ULL << 20); /* 2 TiB of RAM */
 	case REC_PAGE_REQ:  return PAGE_REQ_MAX * sizeof(uint64_t);
 	case REC_RESUME:    return sizeof(struct postcopy_resume);
+	case REC_WORKING_SET: return sizeof(struct page_set) + (64ULL << 20);
 	default:            return 0;
 	}
 }
@@ -120,7 +121,7 @@ const char *record_type_name(uint32_t type)
 		[REC_RAM_INDEX] = "ram-index", [REC_STATE] = "state", [REC_END] = "end",
 		[REC_GO] = "go", [REC_REPLY] = "reply", [REC_SYNC] = "sync",
 		[REC_POSTCOPY] = "postcopy", [REC_PAGE_REQ] = "page-request",
-		[REC_RESUME] = "resume",
+		[REC_RESUME] = "resume", [REC_WORKING_SET] = "working-set",
 	};
 
 	return type && type <= REC_TYPE_MAX ? names[type] : "unknown";

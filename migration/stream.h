@@ -34,7 +34,8 @@ enum record_type {
 	REC_POSTCOPY = 10,      /* source -> destination: switch to postcopy; struct postcopy_switch + bitmap */
 	REC_PAGE_REQ = 11,      /* destination -> source (postcopy): u64 guest addresses it waits for */
 	REC_RESUME = 12,        /* source -> destination, a recovery's first record after the header */
-	REC_TYPE_MAX = REC_RESUME,
+	REC_WORKING_SET = 13,   /* file: the pages the guest was writing as it was saved (struct page_set) */
+	REC_TYPE_MAX = REC_WORKING_SET,
 };
 
 /* REC_RAM payload: a header, `count` u64 entries (page address | RAM_ENTRY_ZERO),
@@ -84,6 +85,12 @@ struct postcopy_resume {
 } __attribute__((packed));
 
 #define PAGE_REQ_MAX 512        /* addresses in one REC_PAGE_REQ */
+
+/* REC_WORKING_SET payload: a bitmap of guest RAM as in struct postcopy_switch. */
+struct page_set {
+	uint64_t pages;         /* bits: all of guest RAM in 4 KiB pages, regions in order */
+	uint64_t count;         /* bits set */
+} __attribute__((packed));
 
 struct stream_reply {
 	uint32_t code;

@@ -102,6 +102,7 @@ void guest_mem_destroy(struct guest_mem *mem)
 		munmap(r->hva, r->size);
 		close(r->memfd);
 		free(r->vmm_dirty);
+		free(r->touched);
 	}
 	mem->nr_regions = 0;
 }

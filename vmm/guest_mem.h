@@ -31,12 +31,19 @@ struct mem_region {
 	/* Pages the VMM itself wrote (device DMA, boot set-up): one bit per
 	 * page, set atomically from any thread, harvested by migration. */
 	_Atomic uint64_t *vmm_dirty;
+	/* After a lazy restore through userfaultfd: the pages the guest took
+	 * faults on (what it touched before the push got there), kept for the
+	 * next save's working set. NULL when not recorded. */
+	_Atomic uint64_t *touched;
 };
 
 struct guest_mem {
 	struct mem_region regions[GUEST_MEM_MAX_REGIONS];
 	unsigned nr_regions;
 	uint64_t ram_size;      /* sum of region sizes */
+	/* Set when a save begins: its own reads fault too, and are not the
+	 * guest's working set (regions' `touched`). */
+	_Atomic bool touched_off;
 };
 
 /* Lay out `ram_size` bytes of RAM around the x86 MMIO hole and map it. */

@@ -61,6 +61,7 @@ struct vm_config {
 	bool defer_backends;            /* open disks/taps at vm_attach_backends() */
 	bool lazy;
 	bool lazy_uffd;                 /* --lazy=uffd: through userfaultfd */
+	bool lazy_ws;                   /* --lazy=ws: uffd, the working set first */
 	bool start_paused;
 	/* Called after guest RAM is mapped, before KVM sees it. */
 	int (*prepare_ram)(struct vm *vm, void *opaque);

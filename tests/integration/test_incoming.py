@@ -21,6 +21,7 @@ from test_snapshot import HB, digest, last_hb, save, wait_socket
 
 (REC_HEADER, REC_MACHINE, REC_RAM, REC_RAM_INDEX, REC_STATE, REC_END, REC_GO, REC_REPLY,
  REC_SYNC) = range(1, 10)
+REC_WORKING_SET = 13
 REPLY_READY, REPLY_ERROR, REPLY_RUNNING, REPLY_SYNCED = 1, 2, 3, 4
 PAGE = 4096
 LISTEN = r"^minivmm: incoming migration: listening on (\S+)$"
@@ -107,6 +108,10 @@ class Snapshot:
         self.recs = {}
         for want in (REC_MACHINE, REC_RAM_INDEX, REC_STATE, REC_END):
             rtype, _, length = struct.unpack("<IIQ", data[off:off + 16])
+            if rtype == REC_WORKING_SET and want == REC_STATE:     # optional, kept aside
+                self.recs[rtype] = data[off + 16:off + 16 + length]
+                off += 16 + length + 4
+                rtype, _, length = struct.unpack("<IIQ", data[off:off + 16])
             assert rtype == want
             self.recs[rtype] = data[off + 16:off + 16 + length]
             off += 16 + length + 4
@@ -431,7 +436,7 @@ def test_records_out_of_order(snap, dest_factory):
     ram = record(REC_RAM, ram_payload([(0x1000, None)]))
     cases = [
         (hdr + ram[:16], ["type 3 (ram), expected machine"]),
-        (hdr + record(13, b"x")[:16], ["type 13 (unknown)"]),
+        (hdr + record(14, b"x")[:16], ["type 14 (unknown)"]),
         (hdr + record(REC_SYNC)[:16], ["type 9 (sync), expected machine"]),
         (hdr + machine + record(REC_SYNC, b"x")[:16], ["sync record of 1 bytes exceeds"]),
         (hdr + machine + state + record(REC_SYNC)[:16], ["type 9 (sync), expected end"]),
@@ -606,7 +611,10 @@ def crafted_file(snap, path, **replace):
     recs = {REC_MACHINE: snap.recs[REC_MACHINE], REC_RAM_INDEX: snap.recs[REC_RAM_INDEX],
             REC_STATE: snap.recs[REC_STATE], REC_END: snap.recs[REC_END]}
     recs.update({globals()[k]: v for k, v in replace.items()})
-    meta = b"".join(record(t, recs[t]) for t in (REC_MACHINE, REC_RAM_INDEX, REC_STATE, REC_END))
+    order = (REC_MACHINE, REC_RAM_INDEX, REC_WORKING_SET, REC_STATE, REC_END)
+    if REC_WORKING_SET in snap.recs:
+        recs[REC_WORKING_SET] = snap.recs[REC_WORKING_SET]
+    meta = b"".join(record(t, recs[t]) for t in order if t in recs)
     hdr = record(REC_HEADER, b"MINIVMM\n" + struct.pack(
         "<HHIQQQQ", snap.major, snap.minor, snap.flags, snap.ram_offset, snap.ram_length,
         snap.meta_offset, len(meta)))

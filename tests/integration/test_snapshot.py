@@ -178,7 +178,7 @@ def test_lazy_restore(guest_factory, tmp_path):
     g.command("fill 256M", r"^FILL done")
     data, _, _ = save(sock, f"file:{tmp_path / 'lz'}")
     assert g.wait_exit(20) == 0
-    d, dsock = restore(tmp_path / "lz", tmp_path, extra=("--lazy", "--paused"))
+    d, dsock = restore(tmp_path / "lz", tmp_path, extra=("--lazy=mmap", "--paused"))
     try:
         q = wait_socket(d, dsock)
         q.cmd("qmp_capabilities")
@@ -206,7 +206,7 @@ def test_lazy_restore_survives_the_file_changing(guest_factory, tmp_path):
     snap = tmp_path / "lz"
     save(sock, f"file:{snap}")
     assert g.wait_exit(20) == 0
-    d, dsock = restore(snap, tmp_path, extra=("--lazy", "-v"))
+    d, dsock = restore(snap, tmp_path, extra=("--lazy=mmap", "-v"))
     try:
         d.wait_for(HB, timeout=10)
         t0 = time.monotonic()
@@ -287,6 +287,49 @@ def test_lazy_uffd_faults_serve_the_guest(guest_factory, tmp_path):
         assert d.proc.poll() is None
     finally:
         d.kill()
+
+
+WS_IN = r"lazy restore: working set of (\d+) pages \((\d+) MiB\) in before the guest runs"
+
+
+def test_lazy_ws_prefetches_the_working_set(guest_factory, tmp_path):
+    """The working set a snapshot records: the pages the guest faulted on
+    after its last lazy restore (here: a `verify` of 128 MiB) and those it
+    wrote while being saved. --lazy=ws brings them in before the guest runs,
+    so the same `verify` after a restore of that snapshot takes far fewer
+    faults than with --lazy=uffd on the same file; both pass."""
+    g, sock = start_guest(guest_factory, tmp_path, cpus=2, memory="512M")
+    g.command("fill 128M", r"^FILL done")
+    save(sock, f"file:{tmp_path / 'a'}")
+    assert g.wait_exit(20) == 0
+    # A recording run: the push held back, every first touch faults.
+    d, dsock = restore(tmp_path / "a", tmp_path, name="rec", extra=("--lazy=uffd", "-v"),
+                       failpoints="lazy-push-hold", merge_stderr=False)
+    try:
+        m = d.command("verify", r"^VERIFY (PASS|FAIL) pages=(\d+)", timeout=60)
+        assert m.group(1) == "PASS"
+        save(dsock, f"file:{tmp_path / 'b'}")
+        assert d.wait_exit(20) == 0
+    finally:
+        d.kill()
+    r = run_minivmm(["--inspect", f"file:{tmp_path / 'b'}"])
+    m = re.search(r"working set: (\d+) pages", r.stdout)
+    assert m and int(m.group(1)) >= 128 * 256, r.stdout        # all that verify read
+    faults = {"ws-pages": int(m.group(1))}
+    for mode in ("uffd", "ws"):
+        d, _ = restore(tmp_path / "b", tmp_path, name=mode, extra=(f"--lazy={mode}", "-v"),
+                       merge_stderr=False)
+        try:
+            if mode == "ws":
+                m, _ = d.wait_for(WS_IN, timeout=30, sink=d.err_lines)
+                assert int(m.group(1)) >= 1024
+            m = d.command("verify", r"^VERIFY (PASS|FAIL) pages=(\d+)", timeout=60)
+            assert m.group(1) == "PASS" and int(m.group(2)) >= 128 * 256, d.tail()
+            m, _ = d.wait_for(LAZY_DONE, timeout=60, sink=d.err_lines)
+            faults[mode] = int(m.group(4))
+        finally:
+            d.kill()
+    assert faults["ws"] * 10 <= faults["uffd"], faults
 
 
 def test_inspect(guest_factory, tmp_path):
