@@ -253,6 +253,18 @@ void migration_destroy(struct vm *vm)
 }
 
 
+/* The status is set: run the thread, or fall back to `failed` with err. */
+static int start_thread(struct migration *m, int failed, char *err, size_t errlen)
+{
+	if (pthread_create(&m->thread, NULL, migration_thread, m)) {
+		snprintf(err, errlen, "cannot start the migration thread");
+		migration_set_status(m, failed);
+		return -1;
+	}
+	m->thread_live = true;
+	return 0;
+}
+
 int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *err,
 		    size_t errlen)
 {
@@ -303,13 +315,7 @@ int migration_start(struct vm *vm, const char *uri, enum mig_after after, char *
 	m->stats.ram_total = vm->mem.ram_size;
 	m->start_ns = now_ns();
 	migration_set_status(m, MIG_SETUP);
-	if (pthread_create(&m->thread, NULL, migration_thread, m)) {
-		snprintf(err, errlen, "cannot start the migration thread");
-		migration_set_status(m, MIG_FAILED);
-		return -1;
-	}
-	m->thread_live = true;
-	return 0;
+	return start_thread(m, MIG_FAILED, err, errlen);
 }
 
 int migration_resume(struct vm *vm, const char *uri, char *err, size_t errlen)
@@ -335,13 +341,7 @@ int migration_resume(struct vm *vm, const char *uri, char *err, size_t errlen)
 	atomic_store(&m->cancel, false);
 	/* Not paused from here on: a client asking at once must not see it so. */
 	migration_set_status(m, MIG_POSTCOPY_RECOVER);
-	if (pthread_create(&m->thread, NULL, migration_thread, m)) {
-		snprintf(err, errlen, "cannot start the migration thread");
-		migration_set_status(m, MIG_POSTCOPY_PAUSED);
-		return -1;
-	}
-	m->thread_live = true;
-	return 0;
+	return start_thread(m, MIG_POSTCOPY_PAUSED, err, errlen);
 }
 
 int migration_start_postcopy(struct vm *vm, char *err, size_t errlen)

@@ -40,6 +40,7 @@
 
 #include "migration/migration.h"
 #include "migration/postcopy_dst.h"
+#include "migration/postcopy_dst_priv.h"
 #include "migration/ram_file.h"
 #include "migration/uffd.h"
 #include "migration/uri.h"
@@ -47,43 +48,15 @@
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
-#define PAGE            4096ULL
 #define LAT_SAMPLES     65536
 
-struct postcopy_dst {
-	struct vm *vm;
-	struct stream_rx *rx;
-	struct uffd_ram *uffd;
-	_Atomic uint64_t *needed[GUEST_MEM_MAX_REGIONS];        /* bit per page still missing */
-	uint64_t base[GUEST_MEM_MAX_REGIONS];                   /* first page's index in all RAM */
-	_Atomic uint64_t left;
-	_Atomic uint32_t *asked_us;     /* per page: when it was requested (+1), 0: not */
-	uint64_t t0_us;
-	uint64_t session;               /* the switch's: a recovery must name it */
-	int urgent_fd;                  /* the source's second connection, or -1 */
-	pthread_t urgent_thread;
-	bool urgent_started;
-	pthread_mutex_t fig_lock;       /* the fault figures: two receive threads */
-	pthread_t thread;
-	bool started;                   /* receiving began (GO came) */
-	bool joinable;                  /* thread needs a join */
-	int lfd;                        /* migrate-recover's listening socket, or -1 */
-	_Atomic bool stopping;
-	_Atomic bool failed;
-	uint8_t *rxbuf;
-	/* Fault figures, on the receive thread. */
-	uint32_t *lat_us;
-	uint64_t nlat, block_us;
-	_Atomic uint64_t faults;
-	_Atomic uint64_t pages_placed;
-};
 
-static uint64_t mono_us(void)
+uint64_t pcd_mono_us(void)
 {
 	return now_ns() / 1000;
 }
 
-static bool is_needed(struct postcopy_dst *pd, unsigned i, uint64_t page)
+bool pcd_is_needed(struct postcopy_dst *pd, unsigned i, uint64_t page)
 {
 	return atomic_load(&pd->needed[i][page / 64]) & (1ULL << (page % 64));
 }
@@ -96,13 +69,13 @@ static int fetch_page(void *opaque, const struct mem_region *r, uint64_t off, vo
 	uint64_t page = off / PAGE, gpa = r->gpa + off;
 	uint32_t zero = 0;
 
-	if (!is_needed(pd, i, page)) {
+	if (!pcd_is_needed(pd, i, page)) {
 		memset(buf, 0, len);
 		return 0;
 	}
 	/* Asked for once: the answer wakes every thread waiting on it. */
 	if (atomic_compare_exchange_strong(&pd->asked_us[pd->base[i] + page], &zero,
-					   (uint32_t)(mono_us() - pd->t0_us) + 1)) {
+					   (uint32_t)(pcd_mono_us() - pd->t0_us) + 1)) {
 		atomic_fetch_add(&pd->faults, 1);
 		/* A broken link: the page comes with the recovery (or never). */
 		stream_rx_send(pd->rx, REC_PAGE_REQ, &gpa, sizeof(gpa));
@@ -130,11 +103,11 @@ static int drop_stale(struct postcopy_dst *pd)
 		for (uint64_t p = 0; p < pages;) {
 			uint64_t q = p;
 
-			if (!is_needed(pd, i, p)) {
+			if (!pcd_is_needed(pd, i, p)) {
 				p++;
 				continue;
 			}
-			while (q < pages && is_needed(pd, i, q))
+			while (q < pages && pcd_is_needed(pd, i, q))
 				q++;
 			if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				      (off_t)(p * PAGE), (off_t)((q - p) * PAGE)) < 0) {
@@ -223,7 +196,7 @@ static void record_latency(struct postcopy_dst *pd, uint64_t gpage)
 
 	if (!asked)
 		return;         /* pushed before anyone touched it */
-	us = mono_us() - pd->t0_us - (asked - 1);
+	us = pcd_mono_us() - pd->t0_us - (asked - 1);
 	pthread_mutex_lock(&pd->fig_lock);
 	pd->lat_us[pd->nlat++ % LAT_SAMPLES] = (uint32_t)us;
 	pd->block_us += us;
@@ -253,7 +226,7 @@ static int place_batch(struct postcopy_dst *pd, const uint8_t *payload)
 
 			if (gpa < r->gpa || gpa - r->gpa >= r->size)
 				continue;
-			if (!is_needed(pd, i, page))
+			if (!pcd_is_needed(pd, i, page))
 				break;  /* a second copy: the first is in place */
 			if (uffd_ram_place(pd->uffd, r, page * PAGE, src, PAGE) < 0)
 				return -1;
@@ -298,7 +271,7 @@ static void complete(struct postcopy_dst *pd)
 	ps->fault_p50_us = n ? pd->lat_us[n / 2] : 0;
 	ps->fault_p99_us = n ? pd->lat_us[n * 99 / 100] : 0;
 	ps->blocktime_ms = pd->block_us / 1000;
-	ps->time_ms = (mono_us() - pd->t0_us) / 1000;
+	ps->time_ms = (pcd_mono_us() - pd->t0_us) / 1000;
 	ps->pages_pushed = pd->pages_placed;
 	m->stats.ram_remaining = 0;
 	pthread_mutex_unlock(&m->stats_lock);
@@ -317,7 +290,7 @@ static void complete(struct postcopy_dst *pd)
 		(unsigned long long)ps->blocktime_ms);
 }
 
-static void paused(struct postcopy_dst *pd, const char *why)
+void pcd_paused(struct postcopy_dst *pd, const char *why)
 {
 	struct migration *m = pd->vm->mig;
 
@@ -331,7 +304,7 @@ static void paused(struct postcopy_dst *pd, const char *why)
 }
 
 /* Pages until every one is in (COMPLETE) or the link breaks (paused). */
-static void receive_pages(struct postcopy_dst *pd)
+void pcd_receive_pages(struct postcopy_dst *pd)
 {
 	struct chan *c = pd->rx->c;
 	struct ram_loader l = { .mem = &pd->vm->mem };
@@ -344,12 +317,12 @@ static void receive_pages(struct postcopy_dst *pd)
 		if (record_read(c, &rec, 0) < 0) {
 			if (!atomic_load(&pd->left))
 				break;  /* the last page came on the second connection */
-			paused(pd, "the connection to the source broke");
+			pcd_paused(pd, "the connection to the source broke");
 			return;
 		}
 		if (rec.type != REC_RAM || ram_batch_check(&l, rec.payload, rec.length) < 0) {
 			record_free(&rec);
-			paused(pd, "the source sent something other than pages");
+			pcd_paused(pd, "the source sent something other than pages");
 			return;
 		}
 		if (place_batch(pd, rec.payload) < 0) {
@@ -397,7 +370,7 @@ static void *urgent_thread(void *arg)
 static void *receive_thread(void *arg)
 {
 	pthread_setname_np(pthread_self(), "postcopy-rx");
-	receive_pages(arg);
+	pcd_receive_pages(arg);
 	return NULL;
 }
 
@@ -406,7 +379,7 @@ int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd)
 	struct migration *m = pd->vm->mig;
 	int one = 1;
 
-	pd->t0_us = mono_us();
+	pd->t0_us = pcd_mono_us();
 	/* Requests go out at once. (The receive buffer stays as it is: shrunk
 	 * under an open window, TCP stalls on zero-window probes.) */
 	setsockopt(pd->rx->c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -475,171 +448,4 @@ void postcopy_dst_stop(struct postcopy_dst *pd)
 	if (pd->started)
 		close(pd->rx->c->fd);
 	pd_free(pd);
-}
-
-/*
- * Recovery after a broken link (migrate-recover): a new connection from
- * the source, which first names the session of the switch; we answer with
- * the pages we still lack, so only those travel again, and ask again for
- * the pages threads are waiting on. A failure on the way leaves us paused
- * as before, ready for another migrate-recover.
- */
-#define ACCEPT_POLL_MS 200
-
-static int accept_source(struct postcopy_dst *pd)
-{
-	int fd = -1;
-
-	while (fd < 0 && !atomic_load(&pd->stopping)) {
-		struct pollfd p = { .fd = pd->lfd, .events = POLLIN };
-
-		if (poll(&p, 1, ACCEPT_POLL_MS) <= 0)
-			continue;
-		fd = accept4(pd->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0 && errno != EINTR && errno != EAGAIN)
-			break;
-	}
-	return fd;
-}
-
-/* The new connection replaces the broken one for every writer. */
-static void swap_connection(struct postcopy_dst *pd, int fd)
-{
-	struct timeval tv = { .tv_sec = (time_t)pd->rx->timeout_s };
-	int one = 1, old;
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	pthread_mutex_lock(&pd->rx->send_lock);
-	old = pd->rx->c->fd;
-	chan_init(pd->rx->c, fd, false, 0, "incoming migration (recovery)");
-	pthread_mutex_unlock(&pd->rx->send_lock);
-	if (old >= 0)
-		close(old);
-}
-
-/* The source's header and the session it resumes. 0, or -1 (printed). */
-static int check_resume(struct postcopy_dst *pd)
-{
-	struct postcopy_resume r;
-	struct stream_header h;
-	struct record rec;
-	int ret;
-
-	if (record_read(pd->rx->c, &rec, REC_HEADER) < 0)
-		return -1;
-	ret = stream_header_check(&rec, &h);
-	record_free(&rec);
-	if (ret < 0 || record_read(pd->rx->c, &rec, REC_RESUME) < 0)
-		return -1;
-	ret = rec.length == sizeof(r) ? 0 : -1;
-	if (ret == 0)
-		memcpy(&r, rec.payload, sizeof(r));
-	record_free(&rec);
-	if (ret < 0 || r.session != pd->session) {
-		pr_err("incoming migration: a resume for another migration: refused");
-		stream_rx_reply(pd->rx, REPLY_ERROR, "not the postcopy this destination waits for");
-		return -1;
-	}
-	return 0;
-}
-
-/* What we still lack, then again what threads wait on. */
-static int send_missing(struct postcopy_dst *pd)
-{
-	struct guest_mem *mem = &pd->vm->mem;
-	uint64_t pages = mem->ram_size / PAGE, words = (pages + 63) / 64, req[PAGE_REQ_MAX];
-	struct postcopy_switch *sw = calloc(1, sizeof(*sw) + words * 8);
-	uint64_t *map = (uint64_t *)(sw + 1);
-	unsigned n = 0;
-	int ret;
-
-	if (!sw)
-		return -1;
-	*sw = (struct postcopy_switch){ .pages = pages, .session = pd->session };
-	for (unsigned i = 0; i < mem->nr_regions; i++)
-		for (uint64_t p = 0; p < mem->regions[i].size / PAGE; p++)
-			if (is_needed(pd, i, p)) {
-				map[(pd->base[i] + p) / 64] |= 1ULL << ((pd->base[i] + p) % 64);
-				sw->needed++;
-			}
-	ret = stream_rx_send(pd->rx, REC_POSTCOPY, sw, sizeof(*sw) + words * 8);
-	free(sw);
-	for (unsigned i = 0; ret == 0 && i < mem->nr_regions; i++)
-		for (uint64_t p = 0; ret == 0 && p < mem->regions[i].size / PAGE; p++) {
-			if (!atomic_load(&pd->asked_us[pd->base[i] + p]) || !is_needed(pd, i, p))
-				continue;
-			req[n++] = mem->regions[i].gpa + p * PAGE;
-			if (n == PAGE_REQ_MAX) {
-				ret = stream_rx_send(pd->rx, REC_PAGE_REQ, req, n * sizeof(*req));
-				n = 0;
-			}
-		}
-	if (ret == 0 && n)
-		ret = stream_rx_send(pd->rx, REC_PAGE_REQ, req, n * sizeof(*req));
-	return ret;
-}
-
-static void *recover_thread(void *arg)
-{
-	struct postcopy_dst *pd = arg;
-	int fd;
-
-	pthread_setname_np(pthread_self(), "postcopy-rx");
-	fd = accept_source(pd);
-	close(pd->lfd);
-	pd->lfd = -1;
-	if (fd < 0) {
-		paused(pd, "no source connected for the recovery");
-		return NULL;
-	}
-	swap_connection(pd, fd);
-	if (check_resume(pd) < 0 || send_missing(pd) < 0) {
-		paused(pd, "the recovery's connection failed before pages flowed again");
-		return NULL;
-	}
-	migration_set_status(pd->vm->mig, MIG_POSTCOPY_ACTIVE);
-	pr_info("incoming migration: postcopy resumed: %llu pages still to come",
-		(unsigned long long)atomic_load(&pd->left));
-	receive_pages(pd);
-	return NULL;
-}
-
-int postcopy_dst_recover(struct postcopy_dst *pd, const char *uri, char *bound, size_t blen,
-			 char *err, size_t errlen)
-{
-	int status = atomic_load(&pd->vm->mig->status);
-	struct mig_uri u;
-
-	if (status != MIG_POSTCOPY_PAUSED) {
-		snprintf(err, errlen, "migrate-recover: no paused postcopy here (status %s)",
-			 migration_status_name(status));
-		return -1;
-	}
-	if (uri_parse(uri, &u, err, errlen) < 0)
-		return -1;
-	if (u.kind == URI_FILE) {
-		snprintf(err, errlen, "migrate-recover: a postcopy resumes over tcp: or unix:");
-		return -1;
-	}
-	if (pd->joinable)
-		pthread_join(pd->thread, NULL);
-	pd->joinable = false;
-	pd->lfd = uri_listen(&u, bound, blen);
-	if (pd->lfd < 0) {
-		snprintf(err, errlen, "migrate-recover: cannot listen on %s (see stderr)", uri);
-		return -1;
-	}
-	migration_set_status(pd->vm->mig, MIG_POSTCOPY_RECOVER);
-	if (pthread_create(&pd->thread, NULL, recover_thread, pd)) {
-		close(pd->lfd);
-		pd->lfd = -1;
-		migration_set_status(pd->vm->mig, MIG_POSTCOPY_PAUSED);
-		snprintf(err, errlen, "migrate-recover: cannot start a thread");
-		return -1;
-	}
-	pd->joinable = true;
-	fprintf(stderr, "minivmm: incoming migration: recovery listening on %s\n", bound);
-	return 0;
 }
