@@ -186,6 +186,10 @@ static void on_reply(struct pc_src *p, const struct record *rec)
 	snprintf(p->why, sizeof(p->why), "%s", msg);
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+	/* The destination has every page and reads no more: a push still
+	 * going (pages it got on the second connection first) must not wait
+	 * on a full socket until the stall timeout. */
+	shutdown(p->s->c.fd, SHUT_WR);
 }
 
 static int serve_requests(struct pc_src *p, struct sender *s, const uint64_t *req, unsigned n);
@@ -451,6 +455,12 @@ static int serve_loop(struct pc_src *p, uint64_t *req)
 		}
 	}
 io_error:
+	pthread_mutex_lock(&p->lock);
+	if (p->complete) {      /* the write failed because it was over */
+		pthread_mutex_unlock(&p->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&p->lock);
 	set_broken(p, "sending pages to the destination failed");
 out_broken:
 	return -1;

@@ -81,7 +81,7 @@ def test_postcopy_dirtying_guest(guest_factory, tmp_path, cpus):
     dst, uri, dsock = destination(tmp_path)
     try:
         r = migrate_postcopy(ssock, uri)
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0, (r.stderr[-2000:], err_text(src), err_text(dst))
         assert "migrate: switched to postcopy: after the first pass" in r.stderr, r.stderr
         t, pushed, requested, nreq, p50, p99, blocked = postcopy_figures(r.stderr)
         assert pushed + requested > 0, r.stderr
