@@ -242,13 +242,6 @@ static int place_batch(struct postcopy_dst *pd, const uint8_t *payload)
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Every page is in: RAM is the VM's own; tell the source how it went. */
 static void complete(struct postcopy_dst *pd)
 {
@@ -265,11 +258,9 @@ static void complete(struct postcopy_dst *pd)
 	}
 	uffd_ram_stop(pd->uffd, NULL);
 	pd->uffd = NULL;
-	qsort(pd->lat_us, n, sizeof(*pd->lat_us), cmp_u32);
 	pthread_mutex_lock(&m->stats_lock);
 	ps->faults = atomic_load(&pd->faults);
-	ps->fault_p50_us = n ? pd->lat_us[n / 2] : 0;
-	ps->fault_p99_us = n ? pd->lat_us[n * 99 / 100] : 0;
+	uffd_latency_percentiles(pd->lat_us, n, &ps->fault_p50_us, &ps->fault_p99_us);
 	ps->blocktime_ms = pd->block_us / 1000;
 	ps->time_ms = (pcd_mono_us() - pd->t0_us) / 1000;
 	ps->pages_pushed = pd->pages_placed;

@@ -317,6 +317,16 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+void uffd_latency_percentiles(uint32_t *us, uint64_t n, uint64_t *p50, uint64_t *p99)
+{
+	*p50 = *p99 = 0;
+	if (!n)
+		return;
+	qsort(us, n, sizeof(*us), cmp_u32);
+	*p50 = us[n / 2];
+	*p99 = us[n * 99 / 100];
+}
+
 static void fill_stats(struct uffd_ram *u, struct uffd_stats *st)
 {
 	uint64_t faults = atomic_load(&u->faults);
@@ -326,11 +336,7 @@ static void fill_stats(struct uffd_ram *u, struct uffd_stats *st)
 	st->faults = faults;
 	st->pages_faulted = u->pages_faulted;
 	st->pages_placed = atomic_load(&u->pages_placed);
-	if (!n)
-		return;
-	qsort(u->lat_us, n, sizeof(*u->lat_us), cmp_u32);
-	st->fault_p50_us = u->lat_us[n / 2];
-	st->fault_p99_us = u->lat_us[n * 99 / 100];
+	uffd_latency_percentiles(u->lat_us, n, &st->fault_p50_us, &st->fault_p99_us);
 }
 
 void uffd_ram_stop(struct uffd_ram *u, struct uffd_stats *st)
