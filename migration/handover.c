@@ -66,11 +66,38 @@ int handover_read_reply(struct chan *in, uint32_t *code, char *msg, size_t msgle
 {
 	struct record rec;
 
-	if (msglen)
-		msg[0] = 0;
-	if (record_read(in, &rec, REC_REPLY) < 0)
+	do {
+		if (msglen)
+			msg[0] = 0;
+		if (record_read(in, &rec, REC_REPLY) < 0 ||
+		    parse_reply(in, rec, code, msg, msglen) < 0)
+			return -1;
+	} while (*code == REPLY_RECEIVING);
+	return 0;
+}
+
+int handover_wait_receiving(struct chan *in, unsigned timeout_ms)
+{
+	struct pollfd p = { .fd = in->fd, .events = POLLIN };
+	struct record rec;
+	uint32_t code;
+	char msg[512];
+
+	if (poll(&p, 1, (int)timeout_ms) <= 0) {
+		pr_err("%s: the destination did not start receiving within %u ms", in->name,
+		       timeout_ms);
 		return -1;
-	return parse_reply(in, rec, code, msg, msglen);
+	}
+	if (record_read(in, &rec, REC_REPLY) < 0 ||
+	    parse_reply(in, rec, &code, msg, sizeof(msg)) < 0)
+		return -1;
+	if (code == REPLY_RECEIVING)
+		return 0;
+	if (code == REPLY_ERROR)
+		pr_err("destination refused the VM: %s", msg);
+	else
+		pr_err("%s: reply %u where RECEIVING belongs", in->name, code);
+	return -1;
 }
 
 /* After GO in postcopy the destination may ask for pages before it says

@@ -27,8 +27,15 @@ int handover(struct migration *m, struct chan *out, struct chan *in);
  * stderr); the VM stays frozen. */
 int handover_take_back(struct vm *vm);
 
-/* One reply record from the return path: its code and message. -1 on EOF,
- * I/O error, stall or a malformed record (said on stderr). */
+/* One reply record from the return path: its code and message, past a
+ * RECEIVING. -1 on EOF, I/O error, stall or a malformed record (said on
+ * stderr). */
 int handover_read_reply(struct chan *in, uint32_t *code, char *msg, size_t msglen);
+
+/* Migration thread, before a postcopy switch freezes the VM: wait up to
+ * timeout_ms for the destination's RECEIVING (its VM exists), so that its
+ * set-up is not paid for as downtime. 0 once it came; -1 on an error reply,
+ * a break or the timeout (said on stderr; the VM still runs here). */
+int handover_wait_receiving(struct chan *in, unsigned timeout_ms);
 
 #endif

@@ -217,6 +217,12 @@ static int receive(struct incoming *in)
 	ret = vm_create(in->vm, &in->cfg);
 	if (ret != EXIT_OK)
 		return ret;
+	/* A postcopy source freezes its VM only after this. */
+	if ((rx->hdr.flags & FLAG_URGENT_CHANNEL) &&
+	    stream_rx_reply(rx, REPLY_RECEIVING, NULL) < 0) {
+		pr_err("incoming migration: cannot reply to the source: %s", strerror(errno));
+		return EXIT_VM_FAILURE;
+	}
 	if (stream_rx_load(rx, &in->vm->mem) < 0)
 		return rx_status(in);
 	/* CPUID and TSC are checked against this host here, before READY. */

@@ -203,41 +203,71 @@ static void record_latency(struct postcopy_dst *pd, uint64_t gpage)
 	pthread_mutex_unlock(&pd->fig_lock);
 }
 
-/* One checked batch: place each listed page, then take it off the list. */
+/* Take pages [page, page + n) of region i off the list once placed;
+ * a page the other thread took off first is not counted twice. */
+static void placed_run(struct postcopy_dst *pd, unsigned i, uint64_t page, uint64_t n)
+{
+	for (uint64_t p = page; p < page + n; p++) {
+		uint64_t bit = 1ULL << (p % 64);
+
+		if (!(atomic_fetch_and(&pd->needed[i][p / 64], ~bit) & bit))
+			continue;
+		atomic_fetch_sub(&pd->left, 1);
+		atomic_fetch_add(&pd->pages_placed, 1);
+		record_latency(pd, pd->base[i] + p);
+	}
+}
+
+static int region_index(struct postcopy_dst *pd, uint64_t gpa)
+{
+	for (unsigned i = 0; i < pd->vm->mem.nr_regions; i++) {
+		const struct mem_region *r = &pd->vm->mem.regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size)
+			return (int)i;
+	}
+	return -1;
+}
+
+/*
+ * One checked batch: place the listed pages, then take them off the list.
+ * Runs of consecutive pages that are all still listed and all data (or all
+ * zero) go in with one ioctl: the push sends in address order, and one
+ * UFFDIO_COPY of a run costs a fraction of one per page.
+ */
 static int place_batch(struct postcopy_dst *pd, const uint8_t *payload)
 {
 	struct ram_batch_hdr h;
 	const uint64_t *e = (const uint64_t *)(payload + sizeof(h));
 	const uint8_t *data;
+	uint32_t k = 0;
 
 	memcpy(&h, payload, sizeof(h));
 	data = (const uint8_t *)(e + h.count);
-	for (uint32_t k = 0; k < h.count; k++) {
+	while (k < h.count) {
 		uint64_t gpa = e[k] & ~(PAGE - 1);
 		bool zero = e[k] & RAM_ENTRY_ZERO;
-		const uint8_t *src = zero ? NULL : data;
-		unsigned i;
+		int i = region_index(pd, gpa);
+		const struct mem_region *r;
+		uint64_t page, n = 1;
 
-		if (!zero)
-			data += PAGE;
-		for (i = 0; i < pd->vm->mem.nr_regions; i++) {
-			const struct mem_region *r = &pd->vm->mem.regions[i];
-			uint64_t page = (gpa - r->gpa) / PAGE;
-
-			if (gpa < r->gpa || gpa - r->gpa >= r->size)
-				continue;
-			if (!pcd_is_needed(pd, i, page))
-				break;  /* a second copy: the first is in place */
-			if (uffd_ram_place(pd->uffd, r, page * PAGE, src, PAGE) < 0)
-				return -1;
-			if (!(atomic_fetch_and(&pd->needed[i][page / 64], ~(1ULL << (page % 64))) &
-			      (1ULL << (page % 64))))
-				break;  /* the other thread took it off first */
-			atomic_fetch_sub(&pd->left, 1);
-			atomic_fetch_add(&pd->pages_placed, 1);
-			record_latency(pd, pd->base[i] + page);
-			break;
+		if (i < 0 || !pcd_is_needed(pd, (unsigned)i, (gpa - pd->vm->mem.regions[i].gpa) / PAGE)) {
+			/* outside RAM (checked before) or a second copy */
+			data += zero ? 0 : PAGE;
+			k++;
+			continue;
 		}
+		r = &pd->vm->mem.regions[i];
+		page = (gpa - r->gpa) / PAGE;
+		while (k + n < h.count && (e[k + n] & ~(PAGE - 1)) == gpa + n * PAGE &&
+		       !(e[k + n] & RAM_ENTRY_ZERO) == !zero && page + n < r->size / PAGE &&
+		       pcd_is_needed(pd, (unsigned)i, page + n))
+			n++;
+		if (uffd_ram_place(pd->uffd, r, page * PAGE, zero ? NULL : data, n * PAGE) < 0)
+			return -1;
+		placed_run(pd, (unsigned)i, page, n);
+		data += zero ? 0 : n * PAGE;
+		k += (uint32_t)n;
 	}
 	return 0;
 }
@@ -336,9 +366,11 @@ static void *urgent_thread(void *arg)
 	struct chan c;
 
 	pthread_setname_np(pthread_self(), "postcopy-urgent");
+	uffd_thread_favour();
 	chan_init(&c, pd->urgent_fd, false, 0, "incoming migration (requested pages)");
 	c.rxbuf = buf;
 	c.rxcap = buf ? RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES) : 0;
+	c.eof_quiet = true;     /* closed at the end, or with the first connection */
 	while (atomic_load(&pd->left) && !atomic_load(&pd->stopping)) {
 		struct record rec;
 

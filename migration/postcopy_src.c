@@ -15,9 +15,9 @@
  * path writes the pages at once on that connection, while the migration
  * thread pushes on the first. Without it (it could not be opened, or after
  * a recovery) requests are queued for the migration thread, which checks
- * the queue before every background batch; batches are small (128 KiB) and
- * the socket buffers too, so a requested page waits behind at most a few
- * hundred KiB. A page sent on the second connection stays on the push's
+ * the queue before every background batch; batches are then small (128 KiB)
+ * and the socket buffers too, so a requested page waits behind at most a few
+ * hundred KiB. With the second connection the push goes in 1 MiB batches. A page sent on the second connection stays on the push's
  * list (changed atomically by both): the push sends it again, which costs
  * one page per request and means that nothing the second connection
  * carries can be lost if it breaks; the destination keeps the first copy.
@@ -44,11 +44,13 @@
 #include "migration/handover.h"
 #include "migration/postcopy_src.h"
 #include "migration/ram_file.h"
+#include "migration/uffd.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
 #define PAGE            GUEST_PAGE_SIZE
-#define PUSH_PAGES      32              /* one background batch: 128 KiB */
+#define PUSH_PAGES      32              /* one background batch sharing the link: 128 KiB */
+#define PUSH_PAGES_ALONE 256            /* ... with requests on a second connection: 1 MiB */
 #define SNDBUF_BYTES    (256 << 10)
 #define QUEUE_MAX       65536
 #define WAIT_MS         100
@@ -201,6 +203,7 @@ static void *request_reader(void *arg)
 	struct chan *in = &p->s->ret;
 
 	pthread_setname_np(pthread_self(), "postcopy-req");
+	uffd_thread_favour();
 	for (;;) {
 		struct pollfd pfd = { .fd = in->fd, .events = POLLIN };
 		struct record rec;
@@ -336,7 +339,7 @@ static int push_some(struct pc_src *p)
 {
 	struct vm *vm = p->s->vm;
 	uint64_t hint = atomic_exchange(&p->hint, 0);
-	unsigned queued = 0, i;
+	unsigned queued = 0, i, most = p->urgent_dead ? PUSH_PAGES : PUSH_PAGES_ALONE;
 	uint64_t page;
 
 	/* Go on just after the last page asked for: its neighbours come next. */
@@ -347,7 +350,7 @@ static int push_some(struct pc_src *p)
 	i = (unsigned)p->cursor_region;
 	page = p->cursor_page;
 	p->s->phase = RAM_PHASE_POSTCOPY;
-	for (unsigned scanned = 0; queued < PUSH_PAGES && p->left && scanned <= vm->mem.nr_regions;) {
+	for (unsigned scanned = 0; queued < most && p->left && scanned <= vm->mem.nr_regions;) {
 		uint64_t npages = vm->mem.regions[i].size / PAGE;
 		uint64_t w = page / 64, v = page < npages ? p->bits[i][w] & (~0ULL << (page % 64)) : 0;
 

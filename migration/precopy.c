@@ -241,6 +241,11 @@ static int precopy_to_ready(struct sender *s, uint64_t **bits)
 	    precopy_rounds(s, bits) < 0)
 		return -1;
 	pr_info("migration: rounds done after %llu ms", (unsigned long long)(now_ns() - t0) / 1000000);
+	/* A switch right at the start would otherwise pause the guest while
+	 * the destination still creates its VM. */
+	if (s->m->postcopy && s->urgent_fd >= 0 &&
+	    handover_wait_receiving(&s->ret, (unsigned)s->m->stall_timeout_ms) < 0)
+		return -1;
 	s->m->pause_ns = now_ns();
 	vmstate_freeze(s->vm);
 	migration_set_status(s->m, MIG_DEVICE);

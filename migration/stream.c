@@ -82,8 +82,9 @@ int chan_read(struct chan *c, void *buf, size_t len)
 			return -1;
 		}
 		if (r == 0) {
-			pr_err("%s: stream truncated after %llu bytes", c->name,
-			       (unsigned long long)c->bytes);
+			if (!c->eof_quiet)
+				pr_err("%s: stream truncated after %llu bytes", c->name,
+				       (unsigned long long)c->bytes);
 			return -1;
 		}
 		p += r;

@@ -67,6 +67,7 @@ enum reply_code {
 	REPLY_RUNNING = 3,      /* after GO: backends open, guest running */
 	REPLY_SYNCED = 4,       /* after SYNC: every RAM record before it is applied */
 	REPLY_COMPLETE = 5,     /* postcopy: every page is in place; message: the fault figures */
+	REPLY_RECEIVING = 6,    /* with FLAG_URGENT_CHANNEL: the VM exists, RAM may come */
 };
 
 /* REC_POSTCOPY payload: the pages the destination must drop and fetch again
@@ -137,6 +138,7 @@ struct chan {
 	 * buffer for every record). Owned by the caller. */
 	void *rxbuf;
 	size_t rxcap;
+	bool eof_quiet;         /* the peer closing is no error here: the caller says what it means */
 };
 
 struct record {

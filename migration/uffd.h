@@ -50,6 +50,10 @@ struct uffd_ram *uffd_ram_start(struct guest_mem *mem, unsigned fault_pages, uff
  * Any thread. 0, or -1 with a message. */
 int uffd_ram_place(struct uffd_ram *u, const struct mem_region *r, uint64_t off, const void *buf,
 		   size_t len);
+/* The calling thread is on the path of a blocked guest (fault thread,
+ * requested-page readers): ahead of busy vCPUs in the scheduler, real-time
+ * FIFO where the host lets us, else the best a plain thread may ask. */
+void uffd_thread_favour(void);
 /* p50 and p99 of n latency samples (sorted in place); 0 for none. */
 void uffd_latency_percentiles(uint32_t *us, uint64_t n, uint64_t *p50, uint64_t *p99);
 /* Faults answered so far. Any thread. */
