@@ -23,10 +23,23 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 GUEST_ELF := tests/guest/guest.elf
 
 .PHONY: all test unit unit-san integration integration-san linux-e2e kvm-tests guest clean
-all: minivmm guest
+all: minivmm guest $(BUILD)/minivmm-test
 
 minivmm: $(VMM_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# The same VMM with failpoints (vmm/failpoint.h): what the tests that arm one
+# run. Only failpoint.c differs; ./minivmm has none.
+FP_OBJ := $(BUILD)/fp/vmm/failpoint.o
+$(BUILD)/minivmm-test: $(filter-out $(BUILD)/vmm/failpoint.o,$(VMM_OBJ)) $(FP_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(FP_OBJ): vmm/failpoint.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DMINIVMM_FAILPOINTS -c -o $@ $<
+
+# The sanitizer build is a test build: failpoints on.
+$(SAN)/vmm/failpoint.o: CFLAGS += -DMINIVMM_FAILPOINTS
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -57,7 +70,7 @@ unit-san: $(SAN_BIN)
 # The KVM suites (tests/run-kvm says what each runs) need /dev/kvm here;
 # `make test` runs them wherever this machine can (scripts/kvm-tests: natively,
 # or in the nested test VM of scripts/nested).
-integration: minivmm guest
+integration: minivmm guest $(BUILD)/minivmm-test
 	tests/run-kvm integration
 
 # The migration paths (threads, sockets, the applier, the harvester) that only
@@ -74,7 +87,7 @@ linux-e2e: minivmm guest
 	tests/linux/build >/dev/null
 	scripts/nested tests/run-kvm linux
 
-kvm-tests: minivmm guest $(SAN_VMM)
+kvm-tests: minivmm guest $(BUILD)/minivmm-test $(SAN_VMM)
 	scripts/kvm-tests
 
 test: unit unit-san kvm-tests fuzz-short

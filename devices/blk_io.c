@@ -30,6 +30,7 @@
 
 #include "devices/blk_io.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 /* Data size from which a read or write is worth another worker's wakeup. */
 #define BLK_IO_SLOW_BYTES       (64 * 1024)
@@ -151,6 +152,7 @@ static void *blk_io_worker(void *arg)
 	bool look = false;
 
 	pthread_setname_np(pthread_self(), "blk-io");
+	lockdown_thread(THREAD_BLK_IO);
 	pthread_mutex_lock(lock);
 	for (;;) {
 		if (w->busy)

@@ -10,6 +10,7 @@
 #include "migration/dirty.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 static uint64_t words(const struct mem_region *r)
 {
@@ -251,6 +252,7 @@ static void *harvester(void *arg)
 	struct dirty_tracker *t = &vm->dirty;
 
 	pthread_setname_np(pthread_self(), "dirty-harvest");
+	lockdown_thread(THREAD_HARVESTER);
 	pthread_mutex_lock(&t->lock);
 	while (!t->harvester_stop) {
 		if (!t->wanted) {

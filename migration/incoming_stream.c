@@ -28,6 +28,7 @@
 
 #include "devices/virtio_mmio.h"
 #include "migration/crc32c.h"
+#include "migration/incoming_peer.h"
 #include "migration/incoming_stream.h"
 #include "migration/machine.h"
 #include "migration/migration.h"
@@ -106,16 +107,20 @@ static void set_timeouts(int fd, unsigned s)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-/* A connection that closes before saying anything (a probe whether the
- * address is taken, a port scan, a health check) is not the source. */
-static bool silent_close(int fd, unsigned timeout_s)
+/* Every connection is named on stderr (a contract line, like `listening
+ * on`); one that is no source (migration/incoming_peer.c) is dropped. */
+static bool is_source(int fd, unsigned timeout_s, const char *what)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	char c;
+	char peer[128];
+	const char *why;
 
-	if (poll(&p, 1, (int)timeout_s * 1000) <= 0)
-		return false;   /* silent but open: the stream's own timeout says so */
-	return recv(fd, &c, 1, MSG_PEEK) == 0;
+	incoming_peer_name(fd, peer, sizeof(peer));
+	fprintf(stderr, "minivmm: incoming migration: %s from %s\n", what, peer);
+	why = incoming_not_a_source(fd, timeout_s);
+	if (!why)
+		return true;
+	pr_warn("incoming migration: %s %s: not a migration source; still listening", peer, why);
+	return false;
 }
 
 /* The `listening on` line is a contract (docs/cli.md): scripts wait for it
@@ -133,9 +138,8 @@ static int listen_accept(struct incoming *in)
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0 && errno == EINTR)
 			continue;
-		if (fd < 0 || !silent_close(fd, in->timeout_s))
+		if (fd < 0 || is_source(fd, in->timeout_s, "connection"))
 			break;
-		pr_info("incoming migration: a connection closed without a word; still waiting");
 		close(fd);
 	}
 	if (fd < 0) {
@@ -178,6 +182,10 @@ static int accept_urgent(struct incoming *in)
 		fd = accept4(in->lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
+		if (!is_source(fd, in->timeout_s, "second connection")) {
+			close(fd);
+			continue;
+		}
 		set_timeouts(fd, in->timeout_s);
 		chan_init(&c, fd, false, 0, "incoming migration (second connection)");
 		if (record_read(&c, &rec, REC_HEADER) == 0 && stream_header_check(&rec, &h) == 0 &&

@@ -45,6 +45,7 @@
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 #define FAULT_PAGES 16                  /* 64 KiB read per fault */
 #define PUSH_BYTES  (2ULL << 20)
@@ -179,6 +180,8 @@ static void *push_thread(void *opaque)
 	uint8_t *buf = aligned_alloc(GUEST_PAGE_SIZE, PUSH_BYTES);
 	int ret = buf ? 0 : -1;
 
+	pthread_setname_np(pthread_self(), "lazy-push");
+	lockdown_thread(THREAD_LAZY_PUSH);
 	push_wait_for_faults(lu);
 	for (unsigned i = 0; i < lu->vm->mem.nr_regions && ret == 0; i++)
 		ret = push_region(lu, &lu->vm->mem.regions[i], buf);

@@ -23,6 +23,7 @@
 #include "migration/uri.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 #define DEFAULT_DOWNTIME_MS 300
 #define DEFAULT_STALL_MS    10000
@@ -147,6 +148,7 @@ static void *migration_thread(void *arg)
 	int ret = -1;
 
 	pthread_setname_np(pthread_self(), "migration");
+	lockdown_thread(THREAD_MIGRATION);
 	uri_parse(m->uri, &uri, err, sizeof(err));      /* checked in migration_start */
 	log_capture_errors(m->error, sizeof(m->error));
 	if (m->resume)

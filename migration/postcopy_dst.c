@@ -47,6 +47,7 @@
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 #define LAT_SAMPLES     65536
 
@@ -367,6 +368,7 @@ static void *urgent_thread(void *arg)
 
 	pthread_setname_np(pthread_self(), "postcopy-urgent");
 	uffd_thread_favour();
+	lockdown_thread(THREAD_POSTCOPY_RX);
 	chan_init(&c, pd->urgent_fd, false, 0, "incoming migration (requested pages)");
 	c.rxbuf = buf;
 	c.rxcap = buf ? RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES) : 0;
@@ -393,6 +395,7 @@ static void *urgent_thread(void *arg)
 static void *receive_thread(void *arg)
 {
 	pthread_setname_np(pthread_self(), "postcopy-rx");
+	lockdown_thread(THREAD_POSTCOPY_RX);
 	pcd_receive_pages(arg);
 	return NULL;
 }

@@ -26,6 +26,7 @@
 #include "migration/uri.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 #define ACCEPT_POLL_MS 200
 
@@ -130,6 +131,7 @@ static void *recover_thread(void *arg)
 	int fd;
 
 	pthread_setname_np(pthread_self(), "postcopy-rx");
+	lockdown_thread(THREAD_POSTCOPY_RX);
 	fd = accept_source(pd);
 	close(pd->lfd);
 	pd->lfd = -1;

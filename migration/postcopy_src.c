@@ -47,6 +47,7 @@
 #include "migration/uffd.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 #define PAGE            GUEST_PAGE_SIZE
 #define PUSH_PAGES      32              /* one background batch sharing the link: 128 KiB */
@@ -204,6 +205,7 @@ static void *request_reader(void *arg)
 
 	pthread_setname_np(pthread_self(), "postcopy-req");
 	uffd_thread_favour();
+	lockdown_thread(THREAD_POSTCOPY_REQ);
 	for (;;) {
 		struct pollfd pfd = { .fd = in->fd, .events = POLLIN };
 		struct record rec;

@@ -4,11 +4,14 @@
 
 #include "migration/ram_pipe.h"
 #include "vmm/log.h"
+#include "vmm/lockdown.h"
 
 static void *applier(void *arg)
 {
 	struct ram_pipe *p = arg;
 
+	pthread_setname_np(pthread_self(), "ram-applier");
+	lockdown_thread(THREAD_APPLIER);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		void *buf;

@@ -38,6 +38,7 @@
 
 #include "migration/uffd.h"
 #include "vmm/log.h"
+#include "vmm/lockdown.h"
 
 #define PAGE 4096ULL
 #define LATENCY_SAMPLES 65536
@@ -240,7 +241,9 @@ static void *fault_thread(void *opaque)
 	struct uffd_ram *u = opaque;
 	struct uffd_msg msgs[16];
 
+	pthread_setname_np(pthread_self(), "uffd-fault");
 	uffd_thread_favour();
+	lockdown_thread(THREAD_UFFD_FAULT);
 	for (;;) {
 		struct pollfd p[2] = { { .fd = u->fd, .events = POLLIN },
 				       { .fd = u->stop_efd, .events = POLLIN } };

@@ -15,7 +15,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
 	OPT_STATUS, OPT_QUIT,
-	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_RESUME, OPT_DIRTY_RING,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_RESUME, OPT_DIRTY_RING, OPT_SECCOMP, OPT_USER, OPT_CHROOT,
 };
 
 static const struct option cli_options[] = {
@@ -41,6 +41,9 @@ static const struct option cli_options[] = {
 	{ "postcopy", optional_argument, NULL, OPT_POSTCOPY },
 	{ "resume",   no_argument,       NULL, OPT_RESUME },
 	{ "dirty-ring", required_argument, NULL, OPT_DIRTY_RING },
+	{ "seccomp",  required_argument, NULL, OPT_SECCOMP },
+	{ "user",     required_argument, NULL, OPT_USER },
+	{ "chroot",   required_argument, NULL, OPT_CHROOT },
 	{ "status",   no_argument,       NULL, OPT_STATUS },
 	{ "quit",     no_argument,       NULL, OPT_QUIT },
 	{ "verbose",  no_argument,       NULL, 'v' },
@@ -86,6 +89,9 @@ static void cli_usage(void)
 	       "  --dirty-ring N    KVM dirty ring entries per vCPU for live migration\n"
 	       "                    (power of two, default 4096; 0 = dirty bitmap)\n"
 	       "  --inspect URI     describe a snapshot (file:PATH) and exit\n"
+	       "  --seccomp=off     no syscall filters (debugging only; default on)\n"
+	       "  --user UID:GID    once set up, run as this user and group (numbers)\n"
+	       "  --chroot DIR      once set up, run with DIR as the root directory\n"
 
 	       "  -v, --verbose     more diagnostics on stderr (repeat for debug)\n"
 	       "  -h, --help        this help\n"
@@ -210,6 +216,52 @@ static int parse_dirty_ring(const char *arg, uint32_t *out)
 	return 0;
 }
 
+/* --seccomp=on|off: off is for debugging a filter, never for production. */
+static int parse_seccomp(const char *arg, bool *off)
+{
+	if (!strcmp(arg, "on") || !strcmp(arg, "off")) {
+		*off = !strcmp(arg, "off");
+		return 0;
+	}
+	pr_err("--seccomp '%s': expected on or off", arg);
+	return -1;
+}
+
+/* --user UID:GID, numeric: names would need the user database at a time
+ * we may already be in the chroot. */
+static int parse_user(const char *arg, struct lockdown_config *ld)
+{
+	const char *s = arg;
+	unsigned long uid, gid;
+	char *end;
+
+	errno = 0;
+	uid = strtoul(s, &end, 10);
+	if (errno || end == s || *end != ':' || uid >= 0xffffffffUL)
+		goto bad;
+	s = end + 1;
+	gid = strtoul(s, &end, 10);
+	if (errno || end == s || *end || gid >= 0xffffffffUL)
+		goto bad;
+	ld->user_set = true;
+	ld->uid = (uid_t)uid;
+	ld->gid = (gid_t)gid;
+	return 0;
+bad:
+	pr_err("--user '%s': expected UID:GID (numbers)", arg);
+	return -1;
+}
+
+static int parse_chroot(const char *arg, struct lockdown_config *ld)
+{
+	if (arg[0] != '/') {
+		pr_err("--chroot '%s': expected an absolute path", arg);
+		return -1;
+	}
+	ld->chroot_dir = arg;
+	return 0;
+}
+
 static int parse_boot(const char *arg, enum boot_protocol *out)
 {
 	if (!strcmp(arg, "auto"))
@@ -278,6 +330,9 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_POSTCOPY: return parse_postcopy(arg, client);
 	case OPT_RESUME:   client->resume = true; return 0;
 	case OPT_DIRTY_RING: return parse_dirty_ring(arg, &cfg->dirty_ring);
+	case OPT_SECCOMP:  return parse_seccomp(arg, &cfg->lockdown.seccomp_off);
+	case OPT_USER:     return parse_user(arg, &cfg->lockdown);
+	case OPT_CHROOT:   return parse_chroot(arg, &cfg->lockdown);
 	case OPT_DISK:     return add_disk(arg, cfg);
 	case OPT_NET:      return add_net(arg, cfg);
 	case OPT_RNG:      cfg->rng = true; return 0;

@@ -16,6 +16,7 @@
  * stack points at them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,11 +276,32 @@ static void control_refuse(int fd)
 	close(fd);
 }
 
+/* Only the VM's own user (after --user, that one) or root may steer it:
+ * the socket's mode says so too, but a file mode can be changed. */
+static bool control_peer_allowed(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return true;
+	pr_warn_ratelimited("control: refusing a client of uid %u (pid %d): only uid %u or root "
+			    "may use this VM's socket", (unsigned)cred.uid, (int)cred.pid,
+			    (unsigned)geteuid());
+	return false;
+}
+
 static void control_add_client(struct control *ctl, int fd)
 {
 	struct control_client *c;
 	int slot = control_slot(ctl);
 
+	if (!control_peer_allowed(fd)) {
+		close(fd);
+		return;
+	}
 	if (slot < 0) {
 		control_refuse(fd);
 		return;
@@ -337,10 +359,19 @@ static int control_pick_path(struct vm *vm, char *path, size_t size)
 	    control_sock_dir(dir, sizeof(dir)) < 0)
 		return -1;
 	/* A user who did not ask for a socket should not lose the VM over it. */
-	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || stat(dir, &st) < 0 ||
+	errno = 0;
+	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || lstat(dir, &st) < 0 ||
 	    !S_ISDIR(st.st_mode)) {
 		pr_warn("no control socket: cannot use %s: %s (set XDG_RUNTIME_DIR or "
 			"give --api-sock)", dir, errno ? strerror(errno) : "not a folder");
+		return 1;
+	}
+	/* Someone else's folder, or one others may write to, could hand our
+	 * clients their socket instead of ours. */
+	if (st.st_uid != geteuid() || (st.st_mode & 0777) != 0700) {
+		pr_warn("no control socket: %s is not ours with mode 0700 (owner %u, mode %03o; "
+			"set XDG_RUNTIME_DIR or give --api-sock)", dir, (unsigned)st.st_uid,
+			(unsigned)(st.st_mode & 0777));
 		return 1;
 	}
 	control_sweep_stale(dir);
@@ -379,10 +410,25 @@ static int control_listen(struct control *ctl, const char *path)
 	bound = ret == 0;
 	if (ret < 0 || listen(fd, CONTROL_MAX_CLIENTS) < 0 || stat(path, &st) < 0)
 		goto err;
+	/* --user: the socket is that user's, to use and to remove. */
+	if (ctl->vm->cfg.lockdown.user_set &&
+	    chown(path, ctl->vm->cfg.lockdown.uid, ctl->vm->cfg.lockdown.gid) < 0)
+		goto err;
 	ctl->listen_fd = fd;
 	ctl->dev = st.st_dev;
 	ctl->ino = st.st_ino;
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+	ctl->base = strrchr(ctl->path, '/');
+	if (ctl->base) {
+		char dir[CONTROL_PATH_MAX];
+
+		snprintf(dir, sizeof(dir), "%.*s", (int)(ctl->base - ctl->path), ctl->path);
+		ctl->dir_fd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		ctl->base++;
+	} else {
+		ctl->dir_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		ctl->base = ctl->path;
+	}
 	return 0;
 err:
 	pr_err("control socket %s: %s", path, strerror(errno));
@@ -397,9 +443,13 @@ static void control_unlink(struct control *ctl)
 {
 	struct stat st;
 
-	/* Someone may have replaced the file since: leave theirs alone. */
-	if (stat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
-		unlink(ctl->path);
+	/* Someone may have replaced the file since: leave theirs alone. Through
+	 * the folder's fd, which still works after --chroot. */
+	if (ctl->dir_fd < 0)
+		return;
+	if (fstatat(ctl->dir_fd, ctl->base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == ctl->dev && st.st_ino == ctl->ino)
+		unlinkat(ctl->dir_fd, ctl->base, 0);
 }
 
 struct control *control_create(struct vm *vm)
@@ -413,6 +463,7 @@ struct control *control_create(struct vm *vm)
 	if (vm->mig)
 		migration_set_event_cb(vm, control_migration_event);
 	ctl->listen_fd = -1;
+	ctl->dir_fd = -1;
 	return ctl;
 }
 
@@ -428,6 +479,8 @@ void control_free(struct control *ctl)
 		control_unlink(ctl);
 		close(ctl->listen_fd);
 	}
+	if (ctl->dir_fd >= 0)
+		close(ctl->dir_fd);
 	free(ctl);
 }
 

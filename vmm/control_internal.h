@@ -39,6 +39,8 @@ struct control {
 	dev_t dev;              /* our socket file: unlink it only if still ours */
 	ino_t ino;
 	char path[CONTROL_PATH_MAX];
+	int dir_fd;             /* its folder (O_PATH): removable after --chroot too */
+	const char *base;       /* its name in that folder (points into path) */
 	struct control_client *clients[CONTROL_MAX_CLIENTS];
 	struct control_client *current;         /* whose request runs now (NULL: a unit test) */
 };

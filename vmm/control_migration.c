@@ -24,6 +24,7 @@
 #include "vmm/control_migration.h"
 #include "vmm/qmp.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 #define DIGEST_FMT "%08x"
 
@@ -376,6 +377,7 @@ static void *digest_thread(void *arg)
 	struct digest_job *j = arg;
 
 	pthread_setname_np(pthread_self(), "ram-digest");
+	lockdown_thread(THREAD_DIGEST);
 	j->ret = ram_compute_crcs(&j->vm->mem, j->crcs, &j->rs);
 	eventfd_write(j->efd, 1);
 	return NULL;

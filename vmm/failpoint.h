@@ -2,8 +2,9 @@
 /*
  * Failpoints: a test-only way to make a process fail at a named phase, so
  * failure tests are deterministic instead of racing a `kill` against a
- * timer. MINIVMM_FAILPOINTS="name[,name...]" in the environment arms them;
- * unset (always, in production) they cost one pointer test. Names used:
+ * timer. Only test builds have them (build/minivmm-test, build/minivmm-san:
+ * compiled with -DMINIVMM_FAILPOINTS); in ./minivmm they are constant false.
+ * MINIVMM_FAILPOINTS="name[,name...]" in the environment arms them. Names:
  *   dst-kill-bulk, dst-kill-rounds, dst-kill-final   the destination SIGKILLs
  *       itself at the first RAM record of that precopy pass (final: or at the
  *       state record, when the pause left no page to send)
@@ -21,6 +22,10 @@
  *   src-save-stall          a file: save waits before its RAM pass until cancelled
  *   lazy-push-after-faults  a --lazy=uffd restore starts its push only after
  *       the guest has taken 64 faults
+ *   seccomp-forbidden-KIND  a thread of that kind (vmm/seccomp.c: main, vcpu,
+ *       blk-io, migration...) makes one forbidden syscall once filtered
+ *   seccomp-log-only        a forbidden syscall is logged and fails with ENOSYS
+ *       instead of killing the process (to find what a list lacks)
  */
 #ifndef VMM_FAILPOINT_H
 #define VMM_FAILPOINT_H

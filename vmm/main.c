@@ -12,6 +12,7 @@
 #include "vmm/client.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 static int inspect_main(const char *uri)
 {
@@ -42,6 +43,9 @@ int main(int argc, char **argv)
 		break;
 	}
 	log_threshold = cfg.verbose >= 2 ? LOG_DEBUG : cfg.verbose ? LOG_INFO : LOG_WARN;
+	/* Before any thread exists: each installs its own filter later. */
+	if (lockdown_prepare(&cfg.lockdown) < 0)
+		return EXIT_USAGE;
 	if (cfg.incoming) {
 		ret = incoming_run(&vm, &cfg);
 	} else {

@@ -20,6 +20,7 @@
 #include "migration/dirty.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
+#include "vmm/lockdown.h"
 
 #define SIG_VCPU_KICK SIGUSR1
 
@@ -216,6 +217,7 @@ static void *vcpu_thread(void *arg)
 	vcpu_pause_point(vcpu);         /* --paused parks here before anything runs */
 	if (!atomic_load(&vm->stop_reason))
 		x86_vcpu_first_run(vcpu);
+	lockdown_thread(THREAD_VCPU);
 	while (!atomic_load(&vm->stop_reason)) {
 		vcpu_pause_point(vcpu);
 		if (atomic_load(&vm->stop_reason))

@@ -33,6 +33,7 @@
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
+#include "vmm/lockdown.h"
 
 #define KERNEL_MAX_SIZE (512 * MiB)
 #define KVM_TSS_ADDR    0xFFFBD000UL  /* 3 pages below the 4 GiB top, in the hole */
@@ -102,6 +103,8 @@ static void *kvm_add_memory(void *arg)
 {
 	struct vm *vm = arg;
 
+	pthread_setname_np(pthread_self(), "memslots");
+	lockdown_thread(THREAD_MEMSLOTS);
 	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
 		struct mem_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region slot = {
@@ -349,6 +352,7 @@ static void *throttle_thread(void *arg)
 	struct timespec ts = { 0, THROTTLE_PERIOD_US * 1000L };
 
 	pthread_setname_np(pthread_self(), "throttle");
+	lockdown_thread(THREAD_THROTTLE);
 	while (atomic_load(&vm->throttle_pct) && !atomic_load(&vm->stop_reason)) {
 		nanosleep(&ts, NULL);
 		vm_kick_all(vm);
@@ -507,6 +511,8 @@ int vm_run(struct vm *vm)
 			vm_request_stop(vm, VM_STOP_ERROR);
 			break;
 		}
+	/* Set-up is over: from here on the event loop and what commands do. */
+	lockdown_thread(THREAD_MAIN);
 	if (event_loop_run(&vm->loop) < 0)
 		vm_request_stop(vm, VM_STOP_ERROR);
 	ret = vm_exit_status(vm);

@@ -23,6 +23,7 @@
 #include "migration/dirty.h"
 #include "vmm/console.h"
 #include "vmm/event_loop.h"
+#include "vmm/lockdown.h"
 #include "vmm/guest_mem.h"
 #include "vmm/io_bus.h"
 
@@ -49,6 +50,7 @@ struct vm_config {
 	uint64_t ram_size;
 	bool cpus_set, memory_set;      /* given on the command line */
 	uint32_t dirty_ring;            /* entries per vCPU; 0 = bitmap */
+	struct lockdown_config lockdown; /* --seccomp, --user, --chroot */
 	int verbose;
 	unsigned nr_disks, nr_nets;
 	struct disk_config disks[VM_MAX_DISKS];

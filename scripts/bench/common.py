@@ -9,6 +9,8 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MINIVMM = os.path.join(ROOT, "minivmm")
+# The test build (failpoints): only for set-up steps that need one.
+MINIVMM_TEST = os.path.join(ROOT, "build", "minivmm-test")
 GUEST = os.path.join(ROOT, "tests", "guest", "guest.elf")
 
 

@@ -23,6 +23,11 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # MINIVMM=path runs another build (make integration-san: the ASan+UBSan one).
 MINIVMM = os.environ.get("MINIVMM") or os.path.join(ROOT, "minivmm")
+# Failpoints exist only in test builds: a test that arms one (MINIVMM_FAILPOINTS
+# in the environment it passes) runs build/minivmm-test instead of ./minivmm;
+# another MINIVMM (the ASan+UBSan build) is a test build already.
+FAILPOINT_VMM = MINIVMM if os.environ.get("MINIVMM") else os.path.join(ROOT, "build",
+                                                                        "minivmm-test")
 GUEST = os.path.join(ROOT, "tests", "guest", "guest.elf")
 CACHE = os.environ.get("MINIVMM_CACHE", os.path.expanduser("~/.cache/minivmm"))
 TIME_FACTOR = float(os.environ.get("MINIVMM_TIME_FACTOR") or 1)
@@ -180,6 +185,8 @@ class Proc:
     """A process whose stdout+stderr lines are collected by a reader thread."""
 
     def __init__(self, argv, stdin=subprocess.PIPE, env=None, merge_stderr=True):
+        if env and env.get("MINIVMM_FAILPOINTS"):
+            argv = [FAILPOINT_VMM if a == MINIVMM else a for a in argv]
         self.argv = argv
         self.lines = []
         self.err_lines = []

@@ -25,6 +25,8 @@ REC_WORKING_SET = 13
 REPLY_READY, REPLY_ERROR, REPLY_RUNNING, REPLY_SYNCED = 1, 2, 3, 4
 PAGE = 4096
 LISTEN = r"^minivmm: incoming migration: listening on (\S+)$"
+CONNECTED = r"^minivmm: incoming migration: (second )?connection from (.+)$"
+STRAY = r"^minivmm: warning: incoming migration: (\S+) (.*): not a migration source; still listening$"
 
 
 # ---- the stream codec, written from the format document ----
@@ -226,7 +228,21 @@ class Dest(Proc):
     def errors(self):
         with self.cond:
             return [l for l in self.err_lines if l is not None and l.strip()
-                    and not re.match(LISTEN, l)]
+                    and not re.match(LISTEN, l) and not re.match(CONNECTED, l)
+                    and not re.match(STRAY, l)]
+
+
+def ignored(dest, replies, words=(), ctx=""):
+    """A connection that never started like a minivmm stream (a port scan, a
+    health check): named with its address, dropped without a reply, and the
+    destination still listens."""
+    m, _ = dest.wait_for(STRAY, timeout=20, sink=dest.err_lines)
+    for w in words:
+        assert w in m.group(2), (ctx, m.group(0))
+    assert replies == [], (ctx, replies)
+    assert dest.proc.poll() is None, (ctx, dest.errors())
+    assert any(re.match(CONNECTED, l) for l in dest.err_lines if l), ctx
+    return m
 
 
 def refused(dest, replies, words=(), status=2, reply=True, pattern=None, ctx=""):
@@ -358,16 +374,23 @@ def test_sync_answered_in_order(snap, dest_factory, tmp_path):
 # ---- hostile input ----
 
 def test_random_bytes(dest_factory):
+    """Noise is no source: each connection is dropped, the destination listens on."""
+    d = dest_factory()
+    i = 0
     for seed in range(3):
-        d = dest_factory()
-        replies = d.feed(os.urandom(64 + 1000 * seed))
-        # Unread bytes make the close a reset, which may swallow the reply.
-        refused(d, replies, reply=False)
+        d.sock = None
+        replies = d.feed(b"\xff" * 4 + os.urandom(64 + 1000 * seed))
+        m, i = d.wait_for(STRAY, timeout=20, sink=d.err_lines, start=i)
+        i += 1
+        assert m.group(2) == "not a minivmm stream", m.group(0)
+        assert replies == [] and d.proc.poll() is None, (replies, d.errors())
 
 
 def test_not_a_stream_over_unix(dest_factory, tmp_path):
     d = dest_factory(uri=f"unix:{tmp_path / 'u.sock'}")
-    refused(d, d.feed(b"GET / HTTP/1.1\r\n"), ["expected header"])
+    ignored(d, d.feed(b"GET / HTTP/1.1\r\n"), ["before a whole stream header"])
+    peer = [re.match(CONNECTED, l).group(2) for l in d.err_lines if l and re.match(CONNECTED, l)]
+    assert peer and peer[0].startswith("pid "), peer
 
 
 def truncation_points(stream):
@@ -384,9 +407,10 @@ def test_truncated_everywhere(snap, dest_factory):
     st = Stream(snap).head().ram([(0x1000, bytes([7]) * PAGE), (0x2000, None)]).state().end()
     full = st.bytes()
     for cut, what in truncation_points(st):
-        if cut == 0:
-            continue    # no byte at all is a probe, not a source: test_unix_path_never_clobbered
         d = dest_factory()
+        if cut < 24:    # before the header's magic: not a source at all
+            ignored(d, d.feed(full[:cut]), ["closed"], ctx=what)
+            continue
         refused(d, d.feed(full[:cut]), status=1, pattern="connection closed|truncated", ctx=what)
     # Everything but GO: READY, then the destination gives up without running.
     d = dest_factory()
@@ -397,11 +421,12 @@ def test_truncated_everywhere(snap, dest_factory):
 
 def test_stalls_time_out(snap, dest_factory):
     st = Stream(snap).complete()
-    for data, words in ((b"", ["no data for 1 s", "header"]),
-                        (st.recs[0][1], ["no data for 1 s", "machine"]),
-                        (st.recs[0][1][:7], ["no data for 1 s"])):
-        d = dest_factory(timeout=1)
-        refused(d, d.feed(data, close=False), words, status=1)
+    for data, words in ((b"", ["said nothing within the timeout"]),
+                        (st.recs[0][1][:7], ["went silent before a whole stream header"])):
+        d = dest_factory(timeout=1)     # silent or stalled before the magic: no source
+        ignored(d, d.feed(data, close=False), words)
+    d = dest_factory(timeout=1)
+    refused(d, d.feed(st.recs[0][1], close=False), ["no data for 1 s", "machine"], status=1)
     d = dest_factory(timeout=1)                     # stalled inside a record
     refused(d, d.feed(st.bytes()[:68 + 100], close=False), status=1,
             pattern="no data|timed out|stalled|temporarily unavailable")
@@ -415,16 +440,39 @@ def test_bad_header(snap, dest_factory):
     machine = record(REC_MACHINE, snap.recs[REC_MACHINE])
     cases = [
         (record(REC_HEADER, header_payload(), bad_crc=True), ["CRC mismatch"]),
-        (record(REC_HEADER, header_payload(magic=b"NOTMINI\n")), ["bad magic"]),
         (record(REC_HEADER, header_payload(major=2, minor=3)), ["version 2.3", "1.x"]),
         (record(REC_HEADER, header_payload(flags=1)), ["header flags 0x1"]),
         (record(REC_HEADER, header_payload()[:40]), ["not a minivmm stream"]),
-        (record(REC_HEADER, length=1 << 62)[:16], ["exceeds"]),
-        (machine[:16], ["expected header"]),
     ]
     for data, words in cases:
         d = dest_factory()
         refused(d, d.feed(data), words)
+    # Not even the start of a stream: someone else's protocol, left alone.
+    for data in (record(REC_HEADER, header_payload(magic=b"NOTMINI\n")), machine[:64],
+                 b"GET / HTTP/1.0\r\n\r\n" + b" " * 16):
+        d = dest_factory()
+        ignored(d, d.feed(data), ["not a minivmm stream"])
+
+
+def test_stray_connections_then_the_source(snap, dest_factory):
+    """A port scan, a health check and an HTTP probe before the source: each
+    is named and dropped, and the source that comes after them is served."""
+    d = dest_factory(timeout=1)
+    host, port = d.bound[4:].rsplit(":", 1)
+    socket.create_connection((host, int(port)), timeout=5).close()
+    d.wait_for(r"closed without a word: not a migration source", timeout=10, sink=d.err_lines)
+    held = socket.create_connection((host, int(port)), timeout=5)
+    d.wait_for(r"said nothing within the timeout: not a migration source", timeout=10,
+               sink=d.err_lines)
+    held.close()
+    http = socket.create_connection((host, int(port)), timeout=5)
+    http.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    d.wait_for(r"not a minivmm stream: not a migration source", timeout=10, sink=d.err_lines)
+    http.close()
+    replies = d.feed(Stream(snap).complete().bytes(), close=False)
+    assert replies and replies[0] == (REPLY_READY, ""), (replies, d.errors())
+    peers = [re.match(CONNECTED, l).group(2) for l in d.err_lines if l and re.match(CONNECTED, l)]
+    assert len(peers) == 4 and all(p.startswith("127.0.0.1:") for p in peers), peers
 
 
 def test_records_out_of_order(snap, dest_factory):
@@ -570,7 +618,7 @@ def test_unix_path_never_clobbered(tmp_path, dest_factory):
     assert r.returncode == 2 and "listening there already" in r.stderr, r.stderr
     assert live.proc.poll() is None and os.path.exists(live.bound[5:])
     # ...and it is still the destination: a real (here, bad) stream ends it.
-    refused(live, live.feed(b"GET / HTTP/1.1\r\n"), ["expected header"])
+    refused(live, live.feed(record(REC_HEADER, header_payload(major=9))), ["version 9"])
     stale = tmp_path / "stale.sock"
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(stale))
