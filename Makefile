@@ -2,7 +2,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP
-LDLIBS  += -lfdt -lseccomp -lcap-ng -ljson-c -lpthread
+LDLIBS  += -lfdt -lseccomp -lcap-ng -ljson-c -lgnutls -lpthread
 
 BUILD   := build
 VMM_SRC := $(wildcard vmm/*.c arch/x86/*.c devices/*.c migration/*.c)

@@ -83,7 +83,7 @@ int handover_wait_receiving(struct chan *in, unsigned timeout_ms)
 	uint32_t code;
 	char msg[512];
 
-	if (poll(&p, 1, (int)timeout_ms) <= 0) {
+	if (!chan_pending(in) && poll(&p, 1, (int)timeout_ms) <= 0) {
 		pr_err("%s: the destination did not start receiving within %u ms", in->name,
 		       timeout_ms);
 		return -1;

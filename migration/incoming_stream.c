@@ -34,6 +34,7 @@
 #include "migration/migration.h"
 #include "migration/postcopy_dst.h"
 #include "migration/stream_rx.h"
+#include "migration/tls.h"
 #include "migration/uri.h"
 #include "migration/vmstate.h"
 #include "vmm/failpoint.h"
@@ -54,6 +55,8 @@ struct incoming {
 	char err[1024];         /* the first error, for the ERROR reply */
 	bool quit;              /* told to stop before GO: ERROR to the source, exit 0 */
 	struct postcopy_dst *postcopy;  /* the source switched to postcopy */
+	struct tls_creds *creds;        /* --tls-creds */
+	struct tls_link *tls, *urgent_tls;      /* the two connections' sessions */
 };
 
 static void stop_postcopy(void *opaque)
@@ -95,6 +98,15 @@ static int check_args(struct incoming *in, const char *uri)
 		pr_err("--lazy goes with --incoming file: (a stream's RAM arrives over the connection)");
 		return -1;
 	}
+	/* Whoever connects first must not pick host files to open read-write. */
+	if (in->cmdline->accept_backends && in->uri.kind == URI_TCP && !in->cmdline->tls_creds) {
+		pr_err("--accept-backends with --incoming tcp: needs --tls-creds (an authenticated "
+		       "source); or name the disks and taps with --disk/--net");
+		return -1;
+	}
+	if (in->cmdline->tls_creds &&
+	    !(in->creds = tls_creds_load(in->cmdline->tls_creds, TLS_DESTINATION)))
+		return -1;
 	return parse_timeout(&in->timeout_s);
 }
 
@@ -108,17 +120,30 @@ static void set_timeouts(int fd, unsigned s)
 }
 
 /* Every connection is named on stderr (a contract line, like `listening
- * on`); one that is no source (migration/incoming_peer.c) is dropped. */
-static bool is_source(int fd, unsigned timeout_s, const char *what)
+ * on`); one that is no source (migration/incoming_peer.c) or, with
+ * --tls-creds, fails the handshake is dropped before a record is read. */
+static bool is_source(struct incoming *in, int fd, const char *what, struct tls_link **tls)
 {
-	char peer[128];
-	const char *why;
+	char peer[128], why[512], desc[64];
 
 	incoming_peer_name(fd, peer, sizeof(peer));
 	fprintf(stderr, "minivmm: incoming migration: %s from %s\n", what, peer);
-	why = incoming_not_a_source(fd, timeout_s);
-	if (!why)
-		return true;
+	*tls = NULL;
+	if (in->creds) {
+		set_timeouts(fd, in->timeout_s);
+		*tls = tls_handshake(fd, in->creds, NULL, why, sizeof(why));
+		if (*tls) {
+			pr_info("incoming migration: %s authenticated (%s, %s)", peer,
+				tls_creds_kind(in->creds), tls_describe(*tls, desc, sizeof(desc)));
+			return true;
+		}
+	} else {
+		const char *not = incoming_not_a_source(fd, in->timeout_s);
+
+		if (!not)
+			return true;
+		snprintf(why, sizeof(why), "%s", not);
+	}
 	pr_warn("incoming migration: %s %s: not a migration source; still listening", peer, why);
 	return false;
 }
@@ -138,7 +163,7 @@ static int listen_accept(struct incoming *in)
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0 && errno == EINTR)
 			continue;
-		if (fd < 0 || is_source(fd, in->timeout_s, "connection"))
+		if (fd < 0 || is_source(in, fd, "connection", &in->tls))
 			break;
 		close(fd);
 	}
@@ -174,6 +199,7 @@ static int accept_urgent(struct incoming *in)
 		struct pollfd p = { .fd = in->lfd, .events = POLLIN };
 		struct stream_header h;
 		struct record rec = { 0 };
+		struct tls_link *t;
 		struct chan c;
 		int fd;
 
@@ -182,19 +208,22 @@ static int accept_urgent(struct incoming *in)
 		fd = accept4(in->lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (!is_source(fd, in->timeout_s, "second connection")) {
+		if (!is_source(in, fd, "second connection", &t)) {
 			close(fd);
 			continue;
 		}
 		set_timeouts(fd, in->timeout_s);
 		chan_init(&c, fd, false, 0, "incoming migration (second connection)");
+		c.tls = t;
 		if (record_read(&c, &rec, REC_HEADER) == 0 && stream_header_check(&rec, &h) == 0 &&
 		    h.flags == FLAG_URGENT_HELLO) {
 			record_free(&rec);
 			in->urgent_fd = fd;
+			in->urgent_tls = t;
 			return 0;
 		}
 		record_free(&rec);
+		tls_free(t);
 		close(fd);
 	}
 	pr_err("incoming migration: the source announced a second connection that did not come");
@@ -278,7 +307,7 @@ static int wait_go_or_stop(struct incoming *in)
 	uint64_t deadline = now_ns() + (uint64_t)in->timeout_s * 1000000000ULL;
 	int ret = EXIT_OK;
 
-	in->readable = false;
+	in->readable = chan_pending(&in->c);    /* TLS may hold GO already */
 	if (event_loop_add(&vm->loop, in->fd, EPOLLIN, on_readable, in) < 0)
 		return EXIT_VM_FAILURE;
 	pr_info("incoming migration: READY sent, waiting for GO");
@@ -305,7 +334,8 @@ static int switchover(struct incoming *in)
 		return rx_status(in);
 	failpoint_kill("dst-kill-after-go");
 	/* Pages must flow before anything here may touch guest RAM. */
-	if (in->postcopy && postcopy_dst_start(in->postcopy, in->urgent_fd) < 0)
+	if (in->postcopy && postcopy_dst_start(in->postcopy, in->urgent_fd, in->urgent_tls,
+						in->creds) < 0)
 		return EXIT_VM_FAILURE;
 	/* The source let go of its disks and taps before GO: take them. If we
 	 * cannot, let go of what we took, so the source can take all back. */
@@ -349,6 +379,7 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 	if (ret != EXIT_OK)
 		return ret;
 	chan_init(&in.c, in.fd, false, 0, "incoming migration");
+	in.c.tls = in.tls;
 	stream_rx_init(&in.rx, &in.c, true, in.timeout_s);
 	log_capture_errors(in.err, sizeof(in.err));
 	ret = receive(&in);

@@ -109,6 +109,7 @@ struct migration {
 	uint64_t downtime_limit_ms;
 	uint64_t max_bandwidth;         /* bytes/s, 0 = unlimited */
 	uint64_t stall_timeout_ms;      /* a peer silent this long has failed */
+	char tls_creds[4096];           /* tls-creds: a folder (migration/tls.h), "" = none */
 	/* migrate-set-capabilities postcopy-ram, and when to switch. */
 	bool postcopy_ram;
 	int postcopy_when;              /* MIG_POSTCOPY_WHEN_*: migrate-set-parameters postcopy-start */

@@ -370,6 +370,7 @@ static void *urgent_thread(void *arg)
 	uffd_thread_favour();
 	lockdown_thread(THREAD_POSTCOPY_RX);
 	chan_init(&c, pd->urgent_fd, false, 0, "incoming migration (requested pages)");
+	c.tls = pd->urgent_tls;
 	c.rxbuf = buf;
 	c.rxcap = buf ? RAM_BATCH_BYTES(RAM_BATCH_SEND_PAGES) : 0;
 	c.eof_quiet = true;     /* closed at the end, or with the first connection */
@@ -400,7 +401,8 @@ static void *receive_thread(void *arg)
 	return NULL;
 }
 
-int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd)
+int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd, struct tls_link *urgent_tls,
+		       struct tls_creds *creds)
 {
 	struct migration *m = pd->vm->mig;
 	int one = 1;
@@ -421,6 +423,8 @@ int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd)
 		stream_rx_send(pd->rx, REC_PAGE_REQ, bad, sizeof(bad));
 	}
 	pd->urgent_fd = urgent_fd;
+	pd->urgent_tls = urgent_tls;
+	pd->creds = creds;
 	if (urgent_fd >= 0) {
 		struct timeval forever = { 0 };
 

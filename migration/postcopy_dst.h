@@ -16,6 +16,8 @@
 
 struct vm;
 struct postcopy_dst;
+struct tls_link;
+struct tls_creds;
 
 /* After the end record, before READY, nothing running: drop the pages the
  * switch record names (they are stale here) and register RAM for faults.
@@ -24,7 +26,8 @@ struct postcopy_dst *postcopy_dst_prepare(struct vm *vm, struct stream_rx *rx);
 /* After GO: start receiving pages on rx's connection and on urgent_fd (the
  * source's second connection, for requested pages; -1 if none), which are
  * ours from now on (closed when postcopy ends). 0 or -1 (printed). */
-int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd);
+int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd, struct tls_link *urgent_tls,
+		       struct tls_creds *creds);
 /* migrate-recover (main thread, postcopy paused): listen on uri (the
  * address bound goes to `bound`) for the source's resume. 0, or -1 with
  * `err` filled. */

@@ -31,6 +31,9 @@ struct postcopy_dst {
 	uint64_t t0_us;
 	uint64_t session;               /* the switch's: a recovery must name it */
 	int urgent_fd;                  /* the source's second connection, or -1 */
+	struct tls_link *urgent_tls;    /* ...its TLS session, or NULL */
+	struct tls_creds *creds;        /* --tls-creds: a recovery's connection too */
+	struct tls_link *recovery_tls;  /* the recovery's session, or NULL */
 	pthread_t urgent_thread;
 	bool urgent_started;
 	pthread_mutex_t fig_lock;       /* the fault figures: two receive threads */

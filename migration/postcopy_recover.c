@@ -23,6 +23,7 @@
 #include "migration/migration.h"
 #include "migration/postcopy_dst.h"
 #include "migration/postcopy_dst_priv.h"
+#include "migration/tls.h"
 #include "migration/uri.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -30,10 +31,15 @@
 
 #define ACCEPT_POLL_MS 200
 
-static int accept_source(struct postcopy_dst *pd)
+/* The source's new connection; with --tls-creds one that passed the
+ * handshake (*tls), others are turned away and we listen on. */
+static int accept_source(struct postcopy_dst *pd, struct tls_link **tls)
 {
+	struct timeval tv = { .tv_sec = (time_t)pd->rx->timeout_s };
+	char why[512];
 	int fd = -1;
 
+	*tls = NULL;
 	while (fd < 0 && !atomic_load(&pd->stopping)) {
 		struct pollfd p = { .fd = pd->lfd, .events = POLLIN };
 
@@ -42,12 +48,24 @@ static int accept_source(struct postcopy_dst *pd)
 		fd = accept4(pd->lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0 && errno != EINTR && errno != EAGAIN)
 			break;
+		if (fd < 0 || !pd->creds)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		*tls = tls_handshake(fd, pd->creds, NULL, why, sizeof(why));
+		if (!*tls) {
+			pr_warn("incoming migration: a connection to the recovery address: %s; "
+				"still listening", why);
+			close(fd);
+			fd = -1;
+		}
 	}
 	return fd;
 }
 
-/* The new connection replaces the broken one for every writer. */
-static void swap_connection(struct postcopy_dst *pd, int fd)
+/* The new connection (and its TLS session, or NULL) replaces the broken
+ * one for every writer. */
+static void swap_connection(struct postcopy_dst *pd, int fd, struct tls_link *t)
 {
 	struct timeval tv = { .tv_sec = (time_t)pd->rx->timeout_s };
 	int one = 1, old;
@@ -58,9 +76,11 @@ static void swap_connection(struct postcopy_dst *pd, int fd)
 	pthread_mutex_lock(&pd->rx->send_lock);
 	old = pd->rx->c->fd;
 	chan_init(pd->rx->c, fd, false, 0, "incoming migration (recovery)");
+	pd->rx->c->tls = t;
 	pthread_mutex_unlock(&pd->rx->send_lock);
 	if (old >= 0)
 		close(old);
+	pd->recovery_tls = t;   /* the old one stays: a reader may still hold it */
 }
 
 /* The source's header and the session it resumes. 0, or -1 (printed). */
@@ -128,18 +148,19 @@ static int send_missing(struct postcopy_dst *pd)
 static void *recover_thread(void *arg)
 {
 	struct postcopy_dst *pd = arg;
+	struct tls_link *t;
 	int fd;
 
 	pthread_setname_np(pthread_self(), "postcopy-rx");
 	lockdown_thread(THREAD_POSTCOPY_RX);
-	fd = accept_source(pd);
+	fd = accept_source(pd, &t);
 	close(pd->lfd);
 	pd->lfd = -1;
 	if (fd < 0) {
 		pcd_paused(pd, "no source connected for the recovery");
 		return NULL;
 	}
-	swap_connection(pd, fd);
+	swap_connection(pd, fd, t);
 	if (check_resume(pd) < 0 || send_missing(pd) < 0) {
 		pcd_paused(pd, "the recovery's connection failed before pages flowed again");
 		return NULL;

@@ -216,7 +216,9 @@ static void *request_reader(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		if (done)
 			break;
-		if (poll(&pfd, 1, WAIT_MS) < 0 && errno != EINTR)
+		if (chan_pending(in))
+			pfd.revents = POLLIN;   /* TLS holds a decrypted record already */
+		else if (poll(&pfd, 1, WAIT_MS) < 0 && errno != EINTR)
 			break;
 		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
@@ -511,6 +513,7 @@ int postcopy_serve(struct sender *s, uint64_t **bits)
 	if (s->urgent_fd >= 0 && (p.urgent = calloc(1, sizeof(*p.urgent))) &&
 	    sender_init(p.urgent, s->m) == 0) {
 		chan_init(&p.urgent->c, s->urgent_fd, false, 0, s->m->uri);
+		p.urgent->c.tls = s->urgent_tls;
 		p.urgent->unpaced = p.urgent->quiet = true;
 		tune_socket(s->urgent_fd, false);
 	} else if (p.urgent) {

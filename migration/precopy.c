@@ -226,7 +226,7 @@ static int precopy_to_ready(struct sender *s, uint64_t **bits)
 	uint64_t t0;
 
 	t0 = now_ns();
-	if (send_preamble(s) < 0 || dirty_log_start(s->vm) < 0)
+	if (send_preamble(s) < 0 || sender_urgent_hello(s) < 0 || dirty_log_start(s->vm) < 0)
 		return -1;
 	migration_set_status(s->m, MIG_ACTIVE);
 	s->rate_t0 = s->pass_t0 = now_ns();

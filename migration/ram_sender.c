@@ -16,6 +16,7 @@
 
 #include "migration/crc32c.h"
 #include "migration/handover.h"
+#include "migration/tls.h"
 #include "migration/ram_sender.h"
 #include "migration/uri.h"
 #include "vmm/log.h"
@@ -35,19 +36,53 @@ int sender_init(struct sender *s, struct migration *m)
 	return s->stage ? 0 : -1;
 }
 
+/* With tls-creds: the handshake on a fresh connection; NULL on failure
+ * (printed), or without tls-creds (then *ok stays true). */
+static struct tls_link *sender_tls(struct sender *s, const struct mig_uri *u, int fd, bool *ok)
+{
+	struct tls_link *t;
+	char why[512];
+
+	*ok = true;
+	if (!s->m->tls_creds[0] || u->kind == URI_FILE)
+		return NULL;
+	if (!s->tls_creds)
+		s->tls_creds = tls_creds_load(s->m->tls_creds, TLS_SOURCE);
+	*ok = false;
+	if (!s->tls_creds)
+		return NULL;
+	t = tls_handshake(fd, s->tls_creds, u->kind == URI_TCP && u->host[0] ? u->host :
+			  "localhost", why, sizeof(why));
+	if (!t) {
+		pr_err("%s: %s", s->m->uri, why);
+		return NULL;
+	}
+	*ok = true;
+	return t;
+}
+
 int sender_connect(struct sender *s, const struct mig_uri *u)
 {
 	struct timeval tv = { .tv_sec = (time_t)(s->m->stall_timeout_ms / 1000),
 			      .tv_usec = (suseconds_t)(s->m->stall_timeout_ms % 1000) * 1000 };
 	int fd = uri_connect(u, CONNECT_MS);
+	bool ok;
 
 	if (fd < 0)
 		return -1;
 	/* A peer that stops reading or answering ends the migration, not the source. */
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	tls_free(s->tls);
+	s->tls = sender_tls(s, u, fd, &ok);
+	if (!ok) {
+		close(fd);
+		return -1;
+	}
 	chan_init(&s->c, fd, false, 0, s->m->uri);
 	chan_init(&s->ret, fd, false, 0, s->m->uri);
+	s->c.tls = s->ret.tls = s->tls;
+	s->uri = u;
 	return 0;
 }
 
@@ -66,13 +101,37 @@ void sender_connect_urgent(struct sender *s, const struct mig_uri *u)
 	}
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	s->urgent_fd = fd;
+	if (s->tls) {
+		s->urgent_hello_due = true;
+		return;
+	}
 	chan_init(&c, fd, false, 0, s->m->uri);
 	stream_header_init(&h, FLAG_URGENT_HELLO);
 	if (record_write(&c, REC_HEADER, 0, &h, sizeof(h)) < 0) {
 		close(fd);
-		return;
+		s->urgent_fd = -1;
 	}
-	s->urgent_fd = fd;
+}
+
+int sender_urgent_hello(struct sender *s)
+{
+	struct stream_header h;
+	struct chan c;
+	bool ok;
+
+	if (!s->urgent_hello_due)
+		return 0;
+	s->urgent_hello_due = false;
+	s->urgent_tls = sender_tls(s, s->uri, s->urgent_fd, &ok);
+	chan_init(&c, s->urgent_fd, false, 0, s->m->uri);
+	c.tls = s->urgent_tls;
+	stream_header_init(&h, FLAG_URGENT_HELLO);
+	if (!ok || record_write(&c, REC_HEADER, 0, &h, sizeof(h)) < 0) {
+		pr_err("%s: the second connection (postcopy's requested pages) failed", s->m->uri);
+		return -1;
+	}
+	return 0;
 }
 
 void sender_free(struct sender *s)
@@ -82,7 +141,13 @@ void sender_free(struct sender *s)
 	if (s->urgent_fd >= 0)
 		close(s->urgent_fd);
 	s->urgent_fd = -1;
+	tls_free(s->tls);
+	tls_free(s->urgent_tls);
+	tls_creds_free(s->tls_creds);
+	s->tls = s->urgent_tls = NULL;
+	s->tls_creds = NULL;
 }
+
 
 static void rate_limit(struct sender *s, uint64_t bytes)
 {

@@ -40,6 +40,10 @@ struct sender {
 	bool unpaced;                           /* the caller keeps max-bandwidth itself */
 	bool quiet;                             /* a second stream: no statistics of its own */
 	int urgent_fd;                          /* postcopy's second connection, or -1 */
+	struct tls_creds *tls_creds;            /* tls-creds, loaded at the first connect */
+	struct tls_link *tls, *urgent_tls;      /* the two connections' sessions, or NULL */
+	const struct mig_uri *uri;              /* connected to (the caller's, for the migration) */
+	bool urgent_hello_due;                  /* TLS: the second connection's handshake waits */
 	/* First pass: where it stopped when migrate-start-postcopy came. */
 	bool scan_stopped;
 	unsigned scan_region;
@@ -50,12 +54,18 @@ struct sender {
 int sender_init(struct sender *s, struct migration *m);
 void sender_free(struct sender *s);
 /* Connect to the destination, both directions bounded by the stall
- * timeout; c and ret share the socket. 0, or -1 (printed). */
+ * timeout; c and ret share the socket (and with tls-creds its TLS session,
+ * whose handshake is done here). 0, or -1 (printed). */
 int sender_connect(struct sender *s, const struct mig_uri *u);
 /* With postcopy-ram: a second connection for requested pages, before the
  * stream's header (which then says so). Its hello goes out here. Failing
  * is no error: requested pages then share the first connection. */
 void sender_connect_urgent(struct sender *s, const struct mig_uri *u);
+/* After the header (which announced the second connection): with TLS its
+ * handshake and hello happen only now, since the destination accepts it
+ * only once it has read that header. 0, or -1 (printed): then the whole
+ * migration fails, as the destination waits for a connection that failed. */
+int sender_urgent_hello(struct sender *s);
 /* Queue page `gpa` (host copy at `p`); a full batch goes out. 0 or -1. */
 int sender_page(struct sender *s, uint64_t gpa, const uint8_t *p);
 /* Send the batch queued so far. 0, or -1 (I/O error, cancelled). */

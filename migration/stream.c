@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "migration/crc32c.h"
+#include "migration/tls.h"
 #include "migration/state.h"
 #include "migration/stream.h"
 #include "vmm/log.h"
@@ -26,12 +27,38 @@ void chan_init(struct chan *c, int fd, bool seekable, uint64_t off, const char *
 	c->name = name;
 }
 
+bool chan_pending(const struct chan *c)
+{
+	return c->tls && tls_pending(c->tls);
+}
+
+static ssize_t chan_writev_once(struct chan *c, struct iovec *iov, int n)
+{
+	if (c->tls)
+		return tls_send(c->tls, iov->iov_base, iov->iov_len);
+	if (c->seekable)
+		return pwritev(c->fd, iov, n > IOV_BATCH ? IOV_BATCH : n, (off_t)c->off);
+	return writev(c->fd, iov, n > IOV_BATCH ? IOV_BATCH : n);
+}
+
+static ssize_t chan_read_once(struct chan *c, void *buf, size_t len)
+{
+	if (c->tls)
+		return tls_recv(c->tls, buf, len);
+	return c->seekable ? pread(c->fd, buf, len, (off_t)c->off) : read(c->fd, buf, len);
+}
+
 int chan_writev(struct chan *c, struct iovec *iov, int n)
 {
 	while (n > 0) {
-		ssize_t r = c->seekable ? pwritev(c->fd, iov, n > IOV_BATCH ? IOV_BATCH : n,
-						  (off_t)c->off) :
-					  writev(c->fd, iov, n > IOV_BATCH ? IOV_BATCH : n);
+		ssize_t r;
+
+		if (c->tls && !iov->iov_len) {  /* TLS sends one buffer at a time */
+			iov++;
+			n--;
+			continue;
+		}
+		r = chan_writev_once(c, iov, n);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -69,14 +96,19 @@ int chan_read(struct chan *c, void *buf, size_t len)
 {
 	uint8_t *p = buf;
 
+	c->io_failed = false;
 	while (len) {
-		ssize_t r = c->seekable ? pread(c->fd, p, len, (off_t)c->off) : read(c->fd, p, len);
+		ssize_t r = chan_read_once(c, p, len);
 
 		if (r < 0 && errno == EINTR)
 			continue;
+		c->io_failed = r <= 0;
 		if (r < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				pr_err("%s: no data within the timeout (peer stalled)", c->name);
+			else if (errno == EBADMSG)
+				pr_err("%s: a TLS record failed authentication (changed on the way?)",
+				       c->name);
 			else
 				pr_err("%s: read failed: %s", c->name, strerror(errno));
 			return -1;

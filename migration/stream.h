@@ -139,7 +139,12 @@ struct chan {
 	void *rxbuf;
 	size_t rxcap;
 	bool eof_quiet;         /* the peer closing is no error here: the caller says what it means */
+	struct tls_link *tls;   /* TLS over fd (migration/tls.h), or NULL; not owned */
+	bool io_failed;         /* the last read failed in transport, not in a check */
 };
+
+/* Data a poll() on c->fd would not see (TLS buffers decrypted records). */
+bool chan_pending(const struct chan *c);
 
 struct record {
 	uint32_t type;

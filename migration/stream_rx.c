@@ -19,6 +19,7 @@
 
 #include "migration/crc32c.h"
 #include "migration/stream_rx.h"
+#include "migration/tls.h"
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
 
@@ -31,12 +32,14 @@ void stream_rx_init(struct stream_rx *rx, struct chan *c, bool socket, unsigned 
 	pthread_mutex_init(&rx->send_lock, NULL);
 }
 
-static int send_all(int fd, const uint8_t *buf, size_t len)
+/* The return path: through TLS when the connection has it. */
+static int send_all(struct chan *c, const uint8_t *buf, size_t len)
 {
 	size_t off = 0;
 
 	while (off < len) {
-		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+		ssize_t n = c->tls ? tls_send(c->tls, buf + off, len - off) :
+				     send(c->fd, buf + off, len - off, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -61,7 +64,7 @@ int stream_rx_send(struct stream_rx *rx, uint32_t type, const void *payload, siz
 	crc = crc32c(0, buf, sizeof(h) + len);
 	memcpy(buf + sizeof(h) + len, &crc, 4);
 	pthread_mutex_lock(&rx->send_lock);
-	ret = send_all(rx->c->fd, buf, sizeof(h) + len + 4);
+	ret = send_all(rx->c, buf, sizeof(h) + len + 4);
 	pthread_mutex_unlock(&rx->send_lock);
 	free(buf);
 	return ret;
@@ -87,7 +90,7 @@ int stream_rx_reply(struct stream_rx *rx, uint32_t code, const char *text)
 	crc = crc32c(0, buf, sizeof(h) + h.length);
 	memcpy(buf + sizeof(h) + h.length, &crc, 4);
 	pthread_mutex_lock(&rx->send_lock);
-	ret = send_all(rx->c->fd, buf, len);
+	ret = send_all(rx->c, buf, len);
 	pthread_mutex_unlock(&rx->send_lock);
 	return ret;
 }
@@ -168,6 +171,14 @@ static int rx_read(struct stream_rx *rx, struct record *rec, uint32_t want)
 	uint64_t before = rx->c->bytes;
 
 	rx->io_error = false;
+	/* TLS cannot be peeked at: its reads are bounded by the socket's
+	 * timeout, and the chan says whether a failure was the transport's. */
+	if (rx->c->tls) {
+		if (record_read(rx->c, rec, want) == 0)
+			return 0;
+		rx->io_error = rx->c->io_failed;
+		return -1;
+	}
 	if (rx->socket && rx_peek(rx, &h, want) < 0) {
 		rx->io_error = true;
 		return -1;

@@ -15,7 +15,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
 	OPT_STATUS, OPT_QUIT,
-	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_RESUME, OPT_DIRTY_RING, OPT_SECCOMP, OPT_USER, OPT_CHROOT,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_RESUME, OPT_DIRTY_RING, OPT_SECCOMP, OPT_USER, OPT_CHROOT, OPT_TLS_CREDS,
 };
 
 static const struct option cli_options[] = {
@@ -44,6 +44,7 @@ static const struct option cli_options[] = {
 	{ "seccomp",  required_argument, NULL, OPT_SECCOMP },
 	{ "user",     required_argument, NULL, OPT_USER },
 	{ "chroot",   required_argument, NULL, OPT_CHROOT },
+	{ "tls-creds", required_argument, NULL, OPT_TLS_CREDS },
 	{ "status",   no_argument,       NULL, OPT_STATUS },
 	{ "quit",     no_argument,       NULL, OPT_QUIT },
 	{ "verbose",  no_argument,       NULL, 'v' },
@@ -90,6 +91,8 @@ static void cli_usage(void)
 	       "                    (power of two, default 4096; 0 = dirty bitmap)\n"
 	       "  --inspect URI     describe a snapshot (file:PATH) and exit\n"
 	       "  --seccomp=off     no syscall filters (debugging only; default on)\n"
+	       "  --tls-creds DIR   with --incoming tcp:/unix: or --migrate: TLS with the\n"
+	       "                    credentials in DIR (keys.psk, or X.509 PEM files)\n"
 	       "  --user UID:GID    once set up, run as this user and group (numbers)\n"
 	       "  --chroot DIR      once set up, run with DIR as the root directory\n"
 
@@ -333,6 +336,7 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_SECCOMP:  return parse_seccomp(arg, &cfg->lockdown.seccomp_off);
 	case OPT_USER:     return parse_user(arg, &cfg->lockdown);
 	case OPT_CHROOT:   return parse_chroot(arg, &cfg->lockdown);
+	case OPT_TLS_CREDS: cfg->tls_creds = client->tls_creds = arg; return 0;
 	case OPT_DISK:     return add_disk(arg, cfg);
 	case OPT_NET:      return add_net(arg, cfg);
 	case OPT_RNG:      cfg->rng = true; return 0;

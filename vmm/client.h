@@ -23,6 +23,7 @@ struct client_request {
 	bool keep_paused;       /* --migrate: keep the source paused, not exiting */
 	int postcopy;           /* --migrate: CLIENT_POSTCOPY_* */
 	bool resume;            /* --migrate: continue a paused postcopy */
+	const char *tls_creds;  /* --migrate --tls-creds DIR: set as tls-creds first */
 };
 
 enum {

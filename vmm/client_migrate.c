@@ -236,6 +236,22 @@ static int postcopy_setup(struct client *c, int mode)
 	return simple_cmd(c, "migrate-set-parameters", params);
 }
 
+/* --tls-creds DIR: the VM reads the folder, so it gets an absolute path. */
+static int tls_setup(struct client *c, const char *dir)
+{
+	struct json_object *params;
+	char *abs = realpath(dir, NULL);
+
+	if (!abs) {
+		pr_err("--tls-creds %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	params = json_object_new_object();
+	json_object_object_add(params, "tls-creds", json_object_new_string(abs));
+	free(abs);
+	return simple_cmd(c, "migrate-set-parameters", params);
+}
+
 int client_migrate(struct client *c, const struct client_request *req)
 {
 	struct progress p = { .tty = isatty(STDERR_FILENO) };
@@ -252,6 +268,10 @@ int client_migrate(struct client *c, const struct client_request *req)
 	if ((req->postcopy && strncmp(uri, "tcp:", 4) && strncmp(uri, "unix:", 5))) {
 		json_object_put(args);
 		pr_err("--postcopy goes with a live migration (tcp: or unix:), not '%s'", uri);
+		return EXIT_USAGE;
+	}
+	if (req->tls_creds && tls_setup(c, req->tls_creds) < 0) {
+		json_object_put(args);
 		return EXIT_USAGE;
 	}
 	if (req->resume) {

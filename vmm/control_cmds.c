@@ -176,7 +176,7 @@ static const char *const migrate_args[] = { "uri", "checkpoint", "keep-source-pa
 					     NULL };
 static const char *const recover_args[] = { "uri", NULL };
 static const char *const migrate_param_args[] = { "downtime-limit", "max-bandwidth",
-						    "stall-timeout", "postcopy-start", NULL };
+						    "stall-timeout", "postcopy-start", "tls-creds", NULL };
 static const char *const migrate_caps_args[] = { "capabilities", NULL };
 
 /* One entry per command; its handler reads arguments with qmp_arg_*(). */

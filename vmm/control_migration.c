@@ -269,10 +269,11 @@ int cmd_migrate_set_parameters(struct qmp_request *req)
 {
 	struct migration *m = control_req_vm(req)->mig;
 	int64_t downtime = -1, bw = -1, stall = -1;
-	const char *pc_start = NULL;
+	const char *pc_start = NULL, *tls = NULL;
 	int pc_when = m->postcopy_when;
 
 	if (qmp_arg_string(req, "postcopy-start", false, &pc_start) < 0 ||
+	    qmp_arg_string(req, "tls-creds", false, &tls) < 0 ||
 	    qmp_arg_int(req, "downtime-limit", false, &downtime) < 0 ||
 	    qmp_arg_int(req, "max-bandwidth", false, &bw) < 0 ||
 	    qmp_arg_int(req, "stall-timeout", false, &stall) < 0)
@@ -285,6 +286,12 @@ int cmd_migrate_set_parameters(struct qmp_request *req)
 	if (pc_start && (pc_when = postcopy_when_parse(pc_start)) < 0)
 		return qmp_error(req, QMP_ERR_GENERIC, "postcopy-start must be \"manual\", "
 				 "\"after-first-pass\" or \"auto\"");
+	if (tls && (strlen(tls) >= sizeof(m->tls_creds) || (tls[0] && tls[0] != '/')))
+		return qmp_error(req, QMP_ERR_GENERIC, "tls-creds must be an absolute folder path "
+				 "(keys.psk, or ca-cert.pem and client-cert.pem/client-key.pem), or "
+				 "\"\" for none");
+	if (tls)
+		snprintf(m->tls_creds, sizeof(m->tls_creds), "%s", tls);
 	if (downtime != -1)
 		m->downtime_limit_ms = (uint64_t)downtime;
 	if (bw != -1)
@@ -305,6 +312,7 @@ int cmd_query_migrate_parameters(struct qmp_request *req)
 	add_u64(req->ret, "stall-timeout", m->stall_timeout_ms);
 	json_object_object_add(req->ret, "postcopy-start",
 			       json_object_new_string(postcopy_when_names[m->postcopy_when]));
+	json_object_object_add(req->ret, "tls-creds", json_object_new_string(m->tls_creds));
 	return 0;
 }
 

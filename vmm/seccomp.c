@@ -107,6 +107,7 @@ static const struct rule blk_io_rules[] = {
 #define KVM_SAVE_IOCTLS                                                          \
 	KVM_CHECK_EXTENSION, KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_GET_CPUID2,       \
 	KVM_GET_DEBUGREGS, KVM_GET_DIRTY_LOG, KVM_GET_IRQCHIP, KVM_GET_LAPIC,    \
+	KVM_GET_XSAVE2,                                                          \
 	KVM_GET_MP_STATE, KVM_GET_MSRS, KVM_GET_MSR_INDEX_LIST, KVM_GET_REGS,    \
 	KVM_GET_SREGS, KVM_GET_VCPU_EVENTS, KVM_GET_XCRS, KVM_GET_XSAVE,         \
 	KVM_GET_TSC_KHZ, KVM_RESET_DIRTY_RINGS, KVM_SET_USER_MEMORY_REGION
@@ -122,7 +123,8 @@ static const struct rule migration_rules[] = {
 	ALLOW(openat), ALLOW(newfstatat), ALLOW(fstat), ALLOW(lseek), ALLOW(pread64),
 	ALLOW(pwrite64), ALLOW(preadv), ALLOW(pwritev), ALLOW(ftruncate), ALLOW(fallocate),
 	ALLOW(fsync), ALLOW(fdatasync), ALLOW(rename), ALLOW(unlink), ALLOW(dup3),
-	ALLOW(epoll_ctl),
+	ALLOW(epoll_ctl), ALLOW(access), ALLOW(faccessat), ALLOW(faccessat2),   /* tls-creds */
+	ALLOW(uname),                   /* resolving a host name */
 	END
 };
 
@@ -149,7 +151,7 @@ static const struct rule applier_rules[] = {
 
 static const struct rule uffd_fault_rules[] = {
 	ALLOW_ARG(ioctl, 1, UFFD_IOCTLS),
-	ALLOW(poll), ALLOW(ppoll), ALLOW(pread64), ALLOW(sendto), FAVOUR,
+	ALLOW(poll), ALLOW(ppoll), ALLOW(pread64), ALLOW(sendto), ALLOW(sendmsg), FAVOUR,
 	END
 };
 
@@ -162,12 +164,13 @@ static const struct rule lazy_push_rules[] = {
 static const struct rule postcopy_rx_rules[] = {
 	ALLOW_ARG(ioctl, 1, UFFD_IOCTLS, UFFDIO_UNREGISTER),
 	ALLOW(accept4), ALLOW(poll), ALLOW(ppoll), ALLOW(sendto), ALLOW(recvfrom),
-	ALLOW(setsockopt), ALLOW(shutdown), FAVOUR,
+	ALLOW(sendmsg), ALLOW(recvmsg), ALLOW(setsockopt), ALLOW(shutdown), FAVOUR,
 	END
 };
 
 static const struct rule postcopy_req_rules[] = {
-	ALLOW(poll), ALLOW(ppoll), ALLOW(sendto), ALLOW(recvfrom), ALLOW(shutdown), FAVOUR,
+	ALLOW(poll), ALLOW(ppoll), ALLOW(sendto), ALLOW(recvfrom), ALLOW(sendmsg), ALLOW(recvmsg),
+	ALLOW(shutdown), FAVOUR,
 	END
 };
 

@@ -51,6 +51,7 @@ struct vm_config {
 	bool cpus_set, memory_set;      /* given on the command line */
 	uint32_t dirty_ring;            /* entries per vCPU; 0 = bitmap */
 	struct lockdown_config lockdown; /* --seccomp, --user, --chroot */
+	const char *tls_creds;          /* --incoming tcp:/unix: --tls-creds DIR */
 	int verbose;
 	unsigned nr_disks, nr_nets;
 	struct disk_config disks[VM_MAX_DISKS];

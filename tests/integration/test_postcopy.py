@@ -293,8 +293,12 @@ class Relay:
                 return
             b = socket.create_connection(self.target)
             self.socks += [a, b]
-            for x, y in ((a, b), (b, a)):
-                threading.Thread(target=self._pump, args=(x, y), daemon=True).start()
+            self._start_pumps(a, b)
+
+    def _start_pumps(self, a, b):
+        """a: from the source, b: to the destination."""
+        for x, y in ((a, b), (b, a)):
+            threading.Thread(target=self._pump, args=(x, y), daemon=True).start()
 
     @staticmethod
     def _pump(x, y):
