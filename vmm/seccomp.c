@@ -122,7 +122,7 @@ static const struct rule migration_rules[] = {
 	ALLOW_ARG(fcntl, 1, F_GETFL, F_SETFL, F_GETFD, F_SETFD),
 	ALLOW(openat), ALLOW(newfstatat), ALLOW(fstat), ALLOW(lseek), ALLOW(pread64),
 	ALLOW(pwrite64), ALLOW(preadv), ALLOW(pwritev), ALLOW(ftruncate), ALLOW(fallocate),
-	ALLOW(fsync), ALLOW(fdatasync), ALLOW(rename), ALLOW(unlink), ALLOW(dup3),
+	ALLOW(fsync), ALLOW(fdatasync), ALLOW(rename), ALLOW(unlink), ALLOW(dup), ALLOW(dup3),
 	ALLOW(epoll_ctl), ALLOW(access), ALLOW(faccessat), ALLOW(faccessat2),   /* tls-creds */
 	ALLOW(uname),                   /* resolving a host name */
 	END

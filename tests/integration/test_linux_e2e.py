@@ -233,7 +233,7 @@ def test_snapshot_and_restore(e2e):
     blob = boot_ready(e2e, src)
     snap = str(e2e.tmp / "linux.snap")
     r = run_minivmm(["--api-sock", e2e.sock("src"), "--migrate", f"file:{snap}"], timeout=120)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stderr + src.tail()
     assert src.wait_exit(30) == 0
     dst = e2e.incoming(f"file:{snap}")
     assert_no_gap(src, dst)
