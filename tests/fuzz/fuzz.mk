@@ -9,8 +9,9 @@ FUZZ_DIR    := $(BUILD)/fuzz
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I.
 FUZZ_SRC    := tests/fuzz/fuzz_stream.c migration/stream_rx.c migration/ram_batch.c migration/ram_pipe.c \
-               migration/stream.c migration/crc32c.c vmm/guest_mem.c vmm/log.c \
-               vmm/failpoint.c
+               migration/stream.c migration/crc32c.c migration/tls.c vmm/guest_mem.c vmm/log.c \
+               vmm/failpoint.c vmm/lockdown.c vmm/seccomp.c
+FUZZ_LIBS   := -lgnutls -lseccomp -lcap-ng
 FUZZ_TIME   ?= 30
 
 .PHONY: fuzz fuzz-short
@@ -18,7 +19,7 @@ fuzz: $(FUZZ_DIR)/fuzz_stream $(FUZZ_DIR)/seeds/.done
 
 $(FUZZ_DIR)/fuzz_stream: $(FUZZ_SRC) $(wildcard migration/*.h vmm/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRC)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRC) $(FUZZ_LIBS)
 
 $(FUZZ_DIR)/seeds/.done: tests/fuzz/gen_seeds.py
 	python3 tests/fuzz/gen_seeds.py $(FUZZ_DIR)/seeds
