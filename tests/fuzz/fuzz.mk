@@ -13,9 +13,17 @@ FUZZ_SRC    := tests/fuzz/fuzz_stream.c migration/stream_rx.c migration/ram_batc
                vmm/failpoint.c vmm/lockdown.c vmm/seccomp.c
 FUZZ_LIBS   := -lgnutls -lseccomp -lcap-ng
 FUZZ_TIME   ?= 30
+# The control socket's request lines (tests/fuzz/fuzz_qmp.c); seeds in
+# tests/fuzz/corpus/qmp.
+QMP_SRC     := tests/fuzz/fuzz_qmp.c vmm/qmp.c vmm/log.c
+QMP_TIME    ?= 15
 
 .PHONY: fuzz fuzz-short
-fuzz: $(FUZZ_DIR)/fuzz_stream $(FUZZ_DIR)/seeds/.done
+fuzz: $(FUZZ_DIR)/fuzz_stream $(FUZZ_DIR)/seeds/.done $(FUZZ_DIR)/fuzz_qmp
+
+$(FUZZ_DIR)/fuzz_qmp: $(QMP_SRC) vmm/qmp.h vmm/log.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(QMP_SRC) -ljson-c
 
 $(FUZZ_DIR)/fuzz_stream: $(FUZZ_SRC) $(wildcard migration/*.h vmm/*.h)
 	@mkdir -p $(dir $@)
@@ -32,3 +40,6 @@ fuzz-short: fuzz
 	@mkdir -p $(FUZZ_DIR)/corpus
 	$(FUZZ_DIR)/fuzz_stream -max_total_time=$(FUZZ_TIME) -max_len=65536 -close_fd_mask=2 \
 	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	@mkdir -p $(FUZZ_DIR)/corpus-qmp
+	$(FUZZ_DIR)/fuzz_qmp -max_total_time=$(QMP_TIME) -max_len=4096 -close_fd_mask=2 \
+	  -artifact_prefix=$(FUZZ_DIR)/qmp- $(FUZZ_DIR)/corpus-qmp tests/fuzz/corpus/qmp
