@@ -119,11 +119,20 @@ int state_reader_open(struct state_reader *r, const void *blob, size_t len)
 	int err;
 
 	memset(r, 0, sizeof(*r));
-	if (len < sizeof(struct fdt_header) || len > STATE_MAX_SIZE ||
-	    (err = fdt_check_full(blob, len)) != 0) {
-		pr_err("device state is corrupt (%s)",
-		       len < sizeof(struct fdt_header) ? "too short" :
-		       len > STATE_MAX_SIZE ? "too large" : fdt_strerror(err));
+	if (len < sizeof(struct fdt_header) || len > STATE_MAX_SIZE) {
+		pr_err("device state is corrupt (%s)", len < sizeof(struct fdt_header) ?
+		       "too short" : "too large");
+		return -1;
+	}
+	/* Only the version we write (17): libfdt 1.6's full check dereferences
+	 * NULL on some older-version headers (found by tests/fuzz/fuzz_machine). */
+	if (fdt_magic(blob) != FDT_MAGIC || fdt_version(blob) != 17 ||
+	    fdt_last_comp_version(blob) > 17) {
+		pr_err("device state is corrupt (not a version 17 flattened device tree)");
+		return -1;
+	}
+	if ((err = fdt_check_full(blob, len)) != 0) {
+		pr_err("device state is corrupt (%s)", fdt_strerror(err));
 		return -1;
 	}
 	r->fdt = blob;
