@@ -22,9 +22,18 @@ QMP_TIME    ?= 15
 # and what it calls) are dropped at link time.
 MACHINE_SRC := tests/fuzz/fuzz_machine.c migration/machine.c migration/state.c vmm/log.c
 MACHINE_TIME ?= 15
+# The --kernel loaders (tests/fuzz/fuzz_kernel.c); seeds in tests/fuzz/corpus/kernel.
+KERNEL_SRC  := tests/fuzz/fuzz_kernel.c arch/x86/boot.c arch/x86/boot_linux.c \
+               arch/x86/boot_pvh.c arch/x86/elf.c arch/x86/e820.c vmm/guest_mem.c vmm/log.c
+KERNEL_TIME ?= 15
 
 .PHONY: fuzz fuzz-short
-fuzz: $(FUZZ_DIR)/fuzz_stream $(FUZZ_DIR)/seeds/.done $(FUZZ_DIR)/fuzz_qmp $(FUZZ_DIR)/fuzz_machine
+fuzz: $(FUZZ_DIR)/fuzz_stream $(FUZZ_DIR)/seeds/.done $(FUZZ_DIR)/fuzz_qmp $(FUZZ_DIR)/fuzz_machine \
+      $(FUZZ_DIR)/fuzz_kernel
+
+$(FUZZ_DIR)/fuzz_kernel: $(KERNEL_SRC) $(wildcard arch/x86/*.h vmm/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -ffunction-sections -Wl,--gc-sections -o $@ $(KERNEL_SRC)
 
 $(FUZZ_DIR)/fuzz_machine: $(MACHINE_SRC) $(wildcard migration/*.h vmm/*.h)
 	@mkdir -p $(dir $@)
@@ -55,3 +64,7 @@ fuzz-short: fuzz
 	@mkdir -p $(FUZZ_DIR)/corpus-machine
 	$(FUZZ_DIR)/fuzz_machine -max_total_time=$(MACHINE_TIME) -max_len=8192 -close_fd_mask=2 \
 	  -artifact_prefix=$(FUZZ_DIR)/machine- $(FUZZ_DIR)/corpus-machine tests/fuzz/corpus/machine
+	@mkdir -p $(FUZZ_DIR)/corpus-kernel
+	$(FUZZ_DIR)/fuzz_kernel -max_total_time=$(KERNEL_TIME) -max_len=20000 -close_fd_mask=2 \
+	  -rss_limit_mb=4096 -artifact_prefix=$(FUZZ_DIR)/kernel- $(FUZZ_DIR)/corpus-kernel \
+	  tests/fuzz/corpus/kernel
