@@ -361,16 +361,19 @@ def recover(dsock, ssock, q, cuts_left):
     return client
 
 
-def bogus_recovery(dsock):
+def bogus_recovery(dsock, garbage=b"GET / HTTP/1.0\r\n\r\n" * 4, then="postcopy-paused"):
     """Something that is not the source connects to the recovery address and
-    sends garbage: the destination stays paused, ready for the real one."""
+    sends garbage: the destination stays paused, ready for the real one (with
+    TLS it never gets past the handshake: still listening, `postcopy-recover`).
+    Returns the recovery address."""
     qd = Qmp(dsock)
     qd.cmd("qmp_capabilities")
     r = qd.cmd("migrate-recover", {"uri": "tcp:127.0.0.1:0"})
     port = int(r["return"]["uri"].rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n" * 4)
-    wait_status(dsock, "postcopy-paused")
+        s.sendall(garbage)
+    wait_status(dsock, then)
+    return r["return"]["uri"]
 
 
 @pytest.mark.parametrize("cuts", [1, 2, "bogus"])

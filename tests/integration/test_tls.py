@@ -281,7 +281,7 @@ def test_postcopy_recovery_over_tls(guest_factory, tmp_path):
     """The link cut mid-postcopy, then recovered: the recovery's connection
     is TLS too, and a stranger on the recovery address who cannot do the
     handshake is turned away while the destination waits for the source."""
-    from test_postcopy import COMPLETE_DST, recover, wait_status
+    from test_postcopy import COMPLETE_DST, bogus_recovery, wait_status
     from test_postcopy import destination as pc_destination
     from test_postcopy import source as pc_source
     creds = psk_dir(tmp_path / "psk")
@@ -301,15 +301,10 @@ def test_postcopy_recovery_over_tls(guest_factory, tmp_path):
         q.event("MIGRATION", lambda e: e["data"]["status"] == "postcopy-paused")
         assert client.wait_exit(30) != 0
         wait_status(dsock, "postcopy-paused")
-        qd = Qmp(dsock)
-        qd.cmd("qmp_capabilities")
-        r = qd.cmd("migrate-recover", {"uri": "tcp:127.0.0.1:0"})
-        port = int(r["return"]["uri"].rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(b"\x16\x03\x01\x00\x05hello" * 4)
+        recovery = bogus_recovery(dsock, b"\x16\x03\x01\x00\x05hello" * 4, "postcopy-recover")
         dst.wait_for(r"a connection to the recovery address: TLS handshake failed", timeout=30,
                      sink=dst.err_lines)
-        relay2 = Relay(r["return"]["uri"])
+        relay2 = Relay(recovery)
         q.cmd("migrate-set-parameters", {"max-bandwidth": 0})
         c2 = Proc([MINIVMM, "--api-sock", ssock, "--migrate", relay2.uri, "--resume"],
                   stdin=subprocess.DEVNULL)
