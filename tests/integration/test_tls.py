@@ -6,14 +6,13 @@ record, a man in the middle who changes a byte, and postcopy's second
 connection. Every move is proved page by page (`verify`)."""
 import os
 import re
-import socket
 import subprocess
 import threading
 
 import pytest
 
 from conftest import MINIVMM, Proc, Qmp, run_minivmm
-from test_migrate import LISTEN, assert_source_running, check_moved, destination
+from test_migrate import assert_source_running, check_moved, destination
 from test_postcopy import Relay
 
 STRAY = r"incoming migration: (\S+) (.*): not a migration source; still listening"
