@@ -219,17 +219,6 @@ static void placed_run(struct postcopy_dst *pd, unsigned i, uint64_t page, uint6
 	}
 }
 
-static int region_index(struct postcopy_dst *pd, uint64_t gpa)
-{
-	for (unsigned i = 0; i < pd->vm->mem.nr_regions; i++) {
-		const struct mem_region *r = &pd->vm->mem.regions[i];
-
-		if (gpa >= r->gpa && gpa - r->gpa < r->size)
-			return (int)i;
-	}
-	return -1;
-}
-
 /*
  * One checked batch: place the listed pages, then take them off the list.
  * Runs of consecutive pages that are all still listed and all data (or all
@@ -248,25 +237,23 @@ static int place_batch(struct postcopy_dst *pd, const uint8_t *payload)
 	while (k < h.count) {
 		uint64_t gpa = e[k] & ~(PAGE - 1);
 		bool zero = e[k] & RAM_ENTRY_ZERO;
-		int i = region_index(pd, gpa);
-		const struct mem_region *r;
-		uint64_t page, n = 1;
+		const struct mem_region *r = guest_mem_region(&pd->vm->mem, gpa);
+		unsigned i = r ? (unsigned)(r - pd->vm->mem.regions) : 0;
+		uint64_t page = r ? (gpa - r->gpa) / PAGE : 0, n = 1;
 
-		if (i < 0 || !pcd_is_needed(pd, (unsigned)i, (gpa - pd->vm->mem.regions[i].gpa) / PAGE)) {
+		if (!r || !pcd_is_needed(pd, i, page)) {
 			/* outside RAM (checked before) or a second copy */
 			data += zero ? 0 : PAGE;
 			k++;
 			continue;
 		}
-		r = &pd->vm->mem.regions[i];
-		page = (gpa - r->gpa) / PAGE;
 		while (k + n < h.count && (e[k + n] & ~(PAGE - 1)) == gpa + n * PAGE &&
 		       !(e[k + n] & RAM_ENTRY_ZERO) == !zero && page + n < r->size / PAGE &&
-		       pcd_is_needed(pd, (unsigned)i, page + n))
+		       pcd_is_needed(pd, i, page + n))
 			n++;
 		if (uffd_ram_place(pd->uffd, r, page * PAGE, zero ? NULL : data, n * PAGE) < 0)
 			return -1;
-		placed_run(pd, (unsigned)i, page, n);
+		placed_run(pd, i, page, n);
 		data += zero ? 0 : n * PAGE;
 		k += (uint32_t)n;
 	}

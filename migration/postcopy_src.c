@@ -246,17 +246,14 @@ static void *request_reader(void *arg)
 	return NULL;
 }
 
+/* guest_mem_region(), and the region's index for the page lists. */
 static const struct mem_region *region_of(struct vm *vm, uint64_t gpa, unsigned *idx)
 {
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
-		const struct mem_region *r = &vm->mem.regions[i];
+	const struct mem_region *r = guest_mem_region(&vm->mem, gpa);
 
-		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
-			*idx = i;
-			return r;
-		}
-	}
-	return NULL;
+	if (r)
+		*idx = (unsigned)(r - vm->mem.regions);
+	return r;
 }
 
 /* Queue page `page` of region `i` on the first connection if the

@@ -37,9 +37,9 @@ struct psk_user {
 struct tls_creds {
 	enum tls_role role;
 	bool psk;
-	/* The destination's keys.psk, read once: a handshake later (a postcopy
-	 * recovery) runs where the file may no longer be reachable (seccomp,
-	 * --chroot). */
+	/* keys.psk, read once (the source uses the first line): a handshake
+	 * later (a postcopy recovery) runs where the file may no longer be
+	 * reachable (seccomp, --chroot). */
 	struct psk_user users[PSK_USERS_MAX];
 	unsigned nr_users;
 	gnutls_certificate_credentials_t x509;
@@ -55,30 +55,6 @@ static bool readable(const char *dir, const char *name, char *path, size_t len)
 {
 	snprintf(path, len, "%s/%s", dir, name);
 	return access(path, R_OK) == 0;
-}
-
-/* The first "USERNAME:HEXKEY" line of keys.psk. */
-static int psk_first_line(const char *path, char *user, size_t ulen, gnutls_datum_t *key)
-{
-	char line[1024], *colon, *end;
-	FILE *f = fopen(path, "re");
-
-	if (!f || !fgets(line, sizeof(line), f)) {
-		if (f)
-			fclose(f);
-		return -1;
-	}
-	fclose(f);
-	end = line + strcspn(line, "\r\n");
-	*end = 0;
-	colon = strchr(line, ':');
-	if (!colon || colon == line || !colon[1] || (size_t)(colon - line) >= ulen)
-		return -1;
-	*colon = 0;
-	memcpy(user, line, (size_t)(colon - line) + 1);
-	key->data = (unsigned char *)strdup(colon + 1);
-	key->size = (unsigned)strlen(colon + 1);
-	return key->data ? 0 : -1;
 }
 
 /* Every "USERNAME:HEXKEY" line of keys.psk. */
@@ -123,30 +99,27 @@ static int psk_lookup(gnutls_session_t s, const char *user, gnutls_datum_t *key)
 
 static int load_psk(struct tls_creds *cr, const char *path)
 {
-	char user[256];
-	gnutls_datum_t key = { 0 };
+	gnutls_datum_t key;
 	int ret;
 
 	cr->psk = true;
+	if (psk_read_users(cr, path) < 0) {
+		pr_err("TLS credentials: %s: expected lines USERNAME:HEXKEY", path);
+		return -1;
+	}
 	if (cr->role == TLS_DESTINATION) {
-		if (psk_read_users(cr, path) < 0) {
-			pr_err("TLS credentials: %s: expected lines USERNAME:HEXKEY", path);
-			return -1;
-		}
 		if (gnutls_psk_allocate_server_credentials(&cr->psk_server) < 0)
 			return -1;
 		gnutls_psk_set_server_credentials_function(cr->psk_server, psk_lookup);
 		return 0;
 	}
-	if (psk_first_line(path, user, sizeof(user), &key) < 0) {
-		pr_err("TLS credentials: %s: expected lines USERNAME:HEXKEY", path);
-		return -1;
-	}
+	/* The source is the first line's user. */
+	key.data = (unsigned char *)cr->users[0].hexkey;
+	key.size = (unsigned)strlen(cr->users[0].hexkey);
 	ret = gnutls_psk_allocate_client_credentials(&cr->psk_client);
 	if (ret >= 0)
-		ret = gnutls_psk_set_client_credentials(cr->psk_client, user, &key,
+		ret = gnutls_psk_set_client_credentials(cr->psk_client, cr->users[0].name, &key,
 							GNUTLS_PSK_KEY_HEX);
-	free(key.data);
 	if (ret < 0)
 		pr_err("TLS credentials: %s: %s", path, gnutls_strerror(ret));
 	return ret < 0 ? -1 : 0;
