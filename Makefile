@@ -85,6 +85,7 @@ integration-san: $(SAN_VMM) guest
 # Debian's Linux end to end, in the nested test VM (Linux boots fully there).
 linux-e2e: minivmm guest
 	tests/linux/build >/dev/null
+	tests/linux/build-clone >/dev/null
 	scripts/nested tests/run-kvm linux
 
 kvm-tests: minivmm guest $(BUILD)/minivmm-test $(SAN_VMM)

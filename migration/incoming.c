@@ -62,6 +62,10 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 	if (snapshot_open(&s, path) < 0 ||
 	    machine_load(s.machine.payload, s.machine.length, cmdline, cmdline->accept_backends, &cfg) < 0)
 		return EXIT_USAGE;
+	/* A snapshot may sleep for days: by default its guest wakes to the
+	 * right time (docs/cli.md, --clock). */
+	if (cfg.clock == GUEST_CLOCK_DEFAULT)
+		cfg.clock = GUEST_CLOCK_REALTIME;
 	if (cmdline->lazy) {
 		cfg.prepare_ram = cmdline->lazy_uffd ? fault_in_lazily : map_lazily;
 		cfg.prepare_opaque = &s;
@@ -78,6 +82,9 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 	if (vmstate_load(vm, s.state.payload, s.state.length) < 0 ||
 	    vmstate_load_clock(vm, s.state.payload, s.state.length) < 0)
 		return EXIT_USAGE;
+	/* A restore makes a copy, perhaps one of many: a new generation ID
+	 * when it first runs (until then RAM is exactly as saved). */
+	vm->genid_new_copy = true;
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		virtio_mmio_resume(vm->virtio[i]);
 	if (cmdline->lazy_ws && prefetch_working_set(&s, vm) < 0)

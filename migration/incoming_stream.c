@@ -251,6 +251,10 @@ static int receive(struct incoming *in)
 		return EXIT_USAGE;
 	/* The source holds the disks and taps until it sends GO. */
 	in->cfg.defer_backends = true;
+	/* A live migration's pause is milliseconds, about what two hosts'
+	 * clocks may disagree by: by default guest time just continues. */
+	if (in->cfg.clock == GUEST_CLOCK_DEFAULT)
+		in->cfg.clock = GUEST_CLOCK_CONTINUE;
 	ret = vm_create(in->vm, &in->cfg);
 	if (ret != EXIT_OK)
 		return ret;

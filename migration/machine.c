@@ -2,12 +2,55 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "arch/x86/layout.h"
 #include "devices/virtio_mmio.h"
+#include "devices/vmgenid.h"
 #include "migration/machine.h"
 #include "migration/state.h"
 #include "vmm/log.h"
 
 #define MAX_BACKEND_LIST 512
+
+/*
+ * Since 1.3: where the generation ID is and which GSI notifies it (the
+ * machine's own ACPI tables say so: a restore must write the new ID there),
+ * and the ID itself as it was, for --inspect. It does not change while the
+ * VM runs, so the value read when the stream starts is the saved one.
+ */
+static void save_vmgenid(const struct vm *vm, struct state_writer *w)
+{
+	uint8_t id[VMGENID_SIZE];
+
+	if (!vm->genid.addr ||
+	    guest_mem_read(&vm->mem, vm->genid.addr, id, sizeof(id)) < 0)
+		return;
+	state_node_begin(w, "vmgenid", 1);
+	state_put_u64(w, "addr", vm->genid.addr);
+	state_put_u32(w, "gsi", vm->genid.gsi);
+	state_put_bytes(w, "id", id, sizeof(id));
+	state_node_end(w);
+}
+
+static int load_vmgenid(const struct state_reader *m, struct vmgenid *g, uint8_t id[VMGENID_SIZE])
+{
+	struct state_reader n;
+
+	memset(g, 0, sizeof(*g));
+	if (!state_node_exists(m, "vmgenid"))
+		return 0;
+	if (state_node_open(m, "vmgenid", &n) < 0 || state_check_version(&n, 1) < 0 ||
+	    state_get_u64(&n, "addr", &g->addr) < 0 || state_get_u32(&n, "gsi", &g->gsi) < 0 ||
+	    state_get_bytes(&n, "id", id, VMGENID_SIZE) < 0)
+		return -1;
+	/* 8-byte aligned (the specification), below the MMIO hole, a GSI the
+	 * IOAPIC has (24 pins). */
+	if (!g->addr || g->addr & 7 || g->addr + VMGENID_SIZE > LAYOUT_MMIO_HOLE || g->gsi >= 24) {
+		pr_err("stream: the machine's generation ID is at 0x%llx, GSI %u: impossible",
+		       (unsigned long long)g->addr, g->gsi);
+		return -1;
+	}
+	return 0;
+}
 
 int machine_save(const struct vm *vm, void **blob, size_t *len)
 {
@@ -40,6 +83,7 @@ int machine_save(const struct vm *vm, void **blob, size_t *len)
 		state_node_begin(&w, "rng0", 1);
 		state_node_end(&w);
 	}
+	save_vmgenid(vm, &w);
 	state_node_end(&w);
 	if (state_writer_finish(&w, blob, len) < 0) {
 		state_writer_free(&w);
@@ -154,7 +198,8 @@ static int check_overrides(const struct vm_config *out, const struct vm_config *
 	return 0;
 }
 
-static int load_shape(const struct state_reader *m, struct vm_config *out)
+static int load_shape(const struct state_reader *m, struct vm_config *out,
+		      uint8_t id[VMGENID_SIZE])
 {
 	const char *arch;
 	uint64_t ram;
@@ -188,18 +233,28 @@ static int load_shape(const struct state_reader *m, struct vm_config *out)
 		if (load_net(m, i, &out->nets[i]) < 0)
 			return -1;
 	out->rng = state_node_exists(m, "rng0");
-	return 0;
+	return load_vmgenid(m, &out->genid, id);
 }
 
-int machine_load(const void *blob, size_t len, const struct vm_config *cmdline, bool accept,
-		 struct vm_config *out)
+static int machine_parse(const void *blob, size_t len, const struct vm_config *cmdline,
+			 struct vm_config *out, uint8_t id[VMGENID_SIZE])
 {
 	struct state_reader root, m;
 
 	*out = *cmdline;
 	out->nr_disks = out->nr_nets = 0;
 	if (state_reader_open(&root, blob, len) < 0 || state_node_open(&root, "machine", &m) < 0 ||
-	    load_shape(&m, out) < 0 || check_overrides(out, cmdline) < 0)
+	    load_shape(&m, out, id) < 0)
+		return -1;
+	return 0;
+}
+
+int machine_load(const void *blob, size_t len, const struct vm_config *cmdline, bool accept,
+		 struct vm_config *out)
+{
+	uint8_t id[VMGENID_SIZE];
+
+	if (machine_parse(blob, len, cmdline, out, id) < 0 || check_overrides(out, cmdline) < 0)
 		return -1;
 	return confirm_backends(out, cmdline, accept);
 }
@@ -207,8 +262,10 @@ int machine_load(const void *blob, size_t len, const struct vm_config *cmdline, 
 int machine_print(const void *blob, size_t len)
 {
 	struct vm_config c = { 0 }, none = { 0 };
+	uint8_t id[VMGENID_SIZE];
+	char s[VMGENID_STR_LEN];
 
-	if (machine_load(blob, len, &none, true, &c) < 0)
+	if (machine_parse(blob, len, &none, &c, id) < 0)
 		return -1;
 	printf("machine: x86_64, %u vCPU(s), %llu MiB RAM\n", c.ncpus,
 	       (unsigned long long)(c.ram_size >> 20));
@@ -219,5 +276,10 @@ int machine_print(const void *blob, size_t len)
 		printf("  virtio-net tap=%s\n", c.nets[i].tap);
 	if (c.rng)
 		printf("  virtio-rng\n");
+	if (c.genid.addr) {
+		vmgenid_format(id, s);
+		printf("  vmgenid %s at 0x%llx, notified on GSI %u\n", s,
+		       (unsigned long long)c.genid.addr, c.genid.gsi);
+	}
 	return 0;
 }

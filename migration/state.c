@@ -187,6 +187,13 @@ int state_check_version(const struct state_reader *r, uint32_t max)
 	return 0;
 }
 
+bool state_has_prop(const struct state_reader *r, const char *prop)
+{
+	int len;
+
+	return fdt_getprop(r->fdt, r->node, prop, &len) != NULL;
+}
+
 static const void *getprop(const struct state_reader *r, const char *prop, int *len)
 {
 	const void *p = fdt_getprop(r->fdt, r->node, prop, len);

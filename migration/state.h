@@ -54,6 +54,8 @@ int state_node_open(const struct state_reader *parent, const char *name,
 bool state_node_exists(const struct state_reader *parent, const char *name);
 /* Refuse a node whose version is newer than `max` (message names both). */
 int state_check_version(const struct state_reader *r, uint32_t max);
+/* An optional property (added by a later minor version) is there. */
+bool state_has_prop(const struct state_reader *r, const char *prop);
 int state_get_u32(const struct state_reader *r, const char *prop, uint32_t *v);
 int state_get_u64(const struct state_reader *r, const char *prop, uint64_t *v);
 /* Exactly `len` bytes. */

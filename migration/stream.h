@@ -19,7 +19,7 @@
 
 #define STREAM_MAGIC        "MINIVMM\n"
 #define STREAM_MAJOR        1
-#define STREAM_MINOR        2   /* 1.1: sync records; 1.2: postcopy */
+#define STREAM_MINOR        3   /* 1.1: sync records; 1.2: postcopy; 1.3: generation ID, save time */
 
 enum record_type {
 	REC_HEADER = 1,         /* struct stream_header */

@@ -15,7 +15,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_BOOT,
 	OPT_API_SOCK, OPT_NAME, OPT_VERSION, OPT_DISK, OPT_NET, OPT_RNG,
 	OPT_STATUS, OPT_QUIT,
-	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_RESUME, OPT_DIRTY_RING, OPT_SECCOMP, OPT_USER, OPT_CHROOT, OPT_TLS_CREDS,
+	OPT_INCOMING, OPT_PAUSED, OPT_ACCEPT_BACKENDS, OPT_LAZY, OPT_CLOCK, OPT_INSPECT, OPT_MIGRATE, OPT_CHECKPOINT, OPT_KEEP_PAUSED, OPT_POSTCOPY, OPT_RESUME, OPT_DIRTY_RING, OPT_SECCOMP, OPT_USER, OPT_CHROOT, OPT_TLS_CREDS,
 };
 
 static const struct option cli_options[] = {
@@ -34,6 +34,7 @@ static const struct option cli_options[] = {
 	{ "paused",   no_argument,       NULL, OPT_PAUSED },
 	{ "accept-backends", no_argument, NULL, OPT_ACCEPT_BACKENDS },
 	{ "lazy",     optional_argument, NULL, OPT_LAZY },
+	{ "clock",    required_argument, NULL, OPT_CLOCK },
 	{ "inspect",  required_argument, NULL, OPT_INSPECT },
 	{ "migrate",  required_argument, NULL, OPT_MIGRATE },
 	{ "checkpoint", no_argument,     NULL, OPT_CHECKPOINT },
@@ -87,6 +88,9 @@ static void cli_usage(void)
 	       "                    longer needs the file; ws: the same, the snapshot's working\n"
 	       "                    set read in first; mmap: the file mapped copy-on-write\n"
 	       "  --paused          start with vCPUs stopped (resume with `cont`)\n"
+	       "  --clock=POLICY    with --incoming: continue (guest time stood still while\n"
+	       "                    the VM did not run; default for tcp:/unix:) or realtime\n"
+	       "                    (it jumps by the real time since the save; default for file:)\n"
 	       "  --dirty-ring N    KVM dirty ring entries per vCPU for live migration\n"
 	       "                    (power of two, default 4096; 0 = dirty bitmap)\n"
 	       "  --inspect URI     describe a snapshot (file:PATH) and exit\n"
@@ -183,6 +187,20 @@ static int parse_memory(const char *arg, uint64_t *out)
 		return -1;
 	}
 	*out = v;
+	return 0;
+}
+
+/* --clock=continue|realtime */
+static int parse_clock(const char *arg, enum clock_policy *out)
+{
+	if (!strcmp(arg, "continue"))
+		*out = GUEST_CLOCK_CONTINUE;
+	else if (!strcmp(arg, "realtime"))
+		*out = GUEST_CLOCK_REALTIME;
+	else {
+		pr_err("--clock=%s: unknown policy (continue or realtime)", arg);
+		return -1;
+	}
 	return 0;
 }
 
@@ -344,6 +362,7 @@ static int cli_option(int opt, char *arg, struct vm_config *cfg, struct client_r
 	case OPT_PAUSED:   cfg->start_paused = true; return 0;
 	case OPT_ACCEPT_BACKENDS: cfg->accept_backends = true; return 0;
 	case OPT_LAZY:     return parse_lazy(arg, cfg);
+	case OPT_CLOCK:    cfg->clock_set = true; return parse_clock(arg, &cfg->clock);
 	case OPT_INSPECT:  cfg->inspect = arg; return 0;
 	case OPT_KERNEL:   cfg->kernel = arg; return 0;
 	case OPT_INITRD:   cfg->initrd = arg; return 0;
@@ -446,8 +465,8 @@ static enum cli_result cli_vm_check(const struct vm_config *cfg)
 		}
 		return CLI_RUN;
 	}
-	if (cfg->lazy || cfg->accept_backends) {
-		pr_err("--lazy and --accept-backends go with --incoming");
+	if (cfg->lazy || cfg->accept_backends || cfg->clock) {
+		pr_err("--lazy, --accept-backends and --clock go with --incoming");
 		return CLI_ERROR;
 	}
 	if (!cfg->kernel) {

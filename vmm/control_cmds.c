@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "devices/vmgenid.h"
 #include "migration/migration.h"
 #include "vmm/control_internal.h"
 #include "vmm/control_migration.h"
@@ -142,6 +143,21 @@ static int cmd_quit(struct qmp_request *req)
 	return 0;
 }
 
+/* QEMU's name and shape: {"guid": "..."}; the bytes in guest memory order. */
+static int cmd_query_vm_generation_id(struct qmp_request *req)
+{
+	uint8_t id[VMGENID_SIZE];
+	char s[VMGENID_STR_LEN];
+
+	if (vmgenid_read(req_vm(req), id) < 0)
+		return qmp_error(req, QMP_ERR_GENERIC,
+				 "this VM has no generation ID (restored from a format before 1.3)");
+	vmgenid_format(id, s);
+	req->ret = json_object_new_object();
+	json_object_object_add(req->ret, "guid", json_object_new_string(s));
+	return 0;
+}
+
 static int cmd_query_version(struct qmp_request *req)
 {
 	struct json_object *v = json_object_new_object();
@@ -184,6 +200,7 @@ const struct qmp_command control_commands[] = {
 	{ "qmp_capabilities", cmd_qmp_capabilities, caps_args },
 	{ "query-status",     cmd_query_status,     NULL },
 	{ "query-version",    cmd_query_version,    NULL },
+	{ "query-vm-generation-id", cmd_query_vm_generation_id, NULL },
 	{ "query-commands",   cmd_query_commands,   NULL },
 	{ "stop",             cmd_stop,             NULL },
 	{ "cont",             cmd_cont,             cont_args },

@@ -17,6 +17,7 @@
 
 #include "arch/x86/vcpu_arch.h"
 #include "arch/x86/vcpu_state.h"
+#include "devices/vmgenid.h"
 #include "migration/dirty.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
@@ -206,6 +207,26 @@ static void vcpu_throttle(struct vm *vm)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
+/*
+ * What a restored VM does once, when its guest is about to run again (not
+ * before: with --paused its RAM stays exactly as saved until `cont`): the
+ * first vCPU here gives it a new generation ID; each vCPU then sets its
+ * clock and deferred MSRs.
+ */
+static void vcpu_first_run(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->genid_new_copy) {
+		vm->genid_new_copy = false;
+		if (vmgenid_new_copy(vm) < 0)
+			vm_request_stop(vm, VM_STOP_ERROR);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+	x86_vcpu_first_run(vcpu);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -216,7 +237,7 @@ static void *vcpu_thread(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	vcpu_pause_point(vcpu);         /* --paused parks here before anything runs */
 	if (!atomic_load(&vm->stop_reason))
-		x86_vcpu_first_run(vcpu);
+		vcpu_first_run(vcpu);
 	lockdown_thread(THREAD_VCPU);
 	while (!atomic_load(&vm->stop_reason)) {
 		vcpu_pause_point(vcpu);

@@ -27,6 +27,7 @@
 #include "devices/serial.h"
 #include "devices/virtio_mmio.h"
 #include "devices/virtio_rng.h"
+#include "devices/vmgenid.h"
 #include "migration/migration.h"
 #include "vmm/console.h"
 #include "vmm/control.h"
@@ -180,6 +181,7 @@ static int acpi_setup(struct vm *vm, uint64_t *rsdp, uint64_t *size)
 		.ncpus = vm->nr_vcpus, .ioapic_addr = LAYOUT_IOAPIC,
 		.lapic_addr = LAYOUT_LAPIC, .sleep_ctl_port = PORT_ACPI_SLEEP_CTL,
 		.sleep_sts_port = PORT_ACPI_SLEEP_STS, .s5_slp_typ = ACPI_S5_SLP_TYP,
+		.vmgenid_addr = vm->genid.addr, .ged_gsi = vm->genid.gsi,
 	};
 	size_t n;
 
@@ -294,8 +296,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		return EXIT_VM_FAILURE;
 	if (virtio_devices_create(vm) < 0)
 		return EXIT_USAGE;
-	/* A restored VM gets its RAM, ACPI tables and registers from the stream. */
-	if (!cfg->incoming && load_kernel(vm) < 0)
+	/* A restored VM gets its RAM, ACPI tables and registers from the stream,
+	 * and its generation ID where the stream's tables put it. */
+	if (cfg->incoming)
+		vm->genid = cfg->genid;
+	else if (vmgenid_boot(vm) < 0 || load_kernel(vm) < 0)
 		return EXIT_USAGE;
 	if (vcpus_create(vm) < 0 || kvm_add_memory_wait(vm) < 0)
 		return EXIT_VM_FAILURE;

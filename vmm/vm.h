@@ -19,6 +19,7 @@
 
 #include "arch/x86/boot.h"
 #include "devices/virtio_blk.h"
+#include "devices/vmgenid.h"
 #include "devices/virtio_net.h"
 #include "migration/dirty.h"
 #include "vmm/console.h"
@@ -31,6 +32,17 @@
 #define VM_MAX_VIRTIO 18        /* IOAPIC pins 5-7 and 9-23 */
 #define VM_MAX_DISKS 8
 #define VM_MAX_NICS 8
+
+/*
+ * What a restored or migrated guest's clock does about the time the VM did
+ * not run (docs/cli.md --clock): stand still, or jump by the real time that
+ * passed. The default depends on how the guest came (incoming.c).
+ */
+enum clock_policy {
+	GUEST_CLOCK_DEFAULT = 0,
+	GUEST_CLOCK_CONTINUE,
+	GUEST_CLOCK_REALTIME,
+};
 
 /* Process exit statuses (docs/cli.md). */
 enum exit_status {
@@ -66,6 +78,10 @@ struct vm_config {
 	bool lazy_uffd;                 /* --lazy=uffd: through userfaultfd */
 	bool lazy_ws;                   /* --lazy=ws: uffd, the working set first */
 	bool start_paused;
+	enum clock_policy clock;        /* --clock; GUEST_CLOCK_DEFAULT: by how it came */
+	bool clock_set;                 /* given on the command line */
+	/* From the stream's machine description: where its generation ID is. */
+	struct vmgenid genid;
 	/* Called after guest RAM is mapped, before KVM sees it. */
 	int (*prepare_ram)(struct vm *vm, void *opaque);
 	void *prepare_opaque;
@@ -89,6 +105,8 @@ struct vcpu {
 	/* Restore: MSRs applied just before the first KVM_RUN. */
 	unsigned nr_deferred;
 	struct vcpu_msr deferred[VCPU_MAX_DEFERRED];
+	bool restore_tsc_valid;         /* the saved IA32_TSC, set again at first run */
+	uint64_t restore_tsc;
 	/* Dirty ring (migration/dirty.c). */
 	struct kvm_dirty_gfn *ring;
 	uint64_t ring_next;
@@ -135,6 +153,7 @@ struct vm {
 	struct serial *serial;
 	struct i8042 *i8042;
 	struct rtc *rtc;
+	struct vmgenid genid;
 	unsigned nr_virtio;
 	struct virtio_device *virtio[VM_MAX_VIRTIO];
 	struct migration *mig;
@@ -160,6 +179,9 @@ struct vm {
 	/* Restore: KVM_SET_CLOCK when the guest first runs (pause_lock). */
 	bool restore_clock_pending;
 	uint64_t restore_clock_ns;
+	bool genid_new_copy;            /* a new generation ID at the first run */
+	uint64_t restore_realtime_ns;   /* host CLOCK_REALTIME at the save; 0: unknown */
+	uint64_t restore_skip_ns;       /* real time the guest skips (--clock=realtime) */
 	/* Called on the main thread when the VM stops, before vCPUs are joined:
 	 * whoever may hold a vCPU (a postcopy page fault) lets it go. */
 	void (*stop_hook)(void *opaque);

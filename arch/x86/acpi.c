@@ -340,6 +340,56 @@ static void dsdt_virtio(struct aml *a, unsigned i, const struct acpi_mmio_dev *d
 	aml_close(a, dev);
 }
 
+/*
+ * The VM generation ID (Microsoft's "Virtual Machine Generation ID"
+ * specification): ADDR gives the guest address of the 16-byte ID as a
+ * package of its low and high 32 bits. Linux's vmgenid driver matches
+ * _HID VMGENCTR; others match the _CID.
+ */
+static void dsdt_vmgenid(struct aml *a, uint64_t addr)
+{
+	size_t dev = aml_device_open(a, "VGEN"), pkg;
+
+	aml_name_decl(a, "_HID");
+	aml_string(a, "VMGENCTR");
+	aml_name_decl(a, "_CID");
+	aml_string(a, "VM_Gen_Counter");
+	aml_name_decl(a, "_DDN");
+	aml_string(a, "VM_Gen_Counter");
+	aml_name_decl(a, "ADDR");
+	pkg = aml_package_open(a, 2);
+	aml_integer(a, addr & 0xFFFFFFFFU);
+	aml_integer(a, addr >> 32);
+	aml_close(a, pkg);
+	aml_close(a, dev);
+}
+
+/*
+ * A hardware-reduced machine has no GPE block: events reach the OS through
+ * a Generic Event Device, whose interrupt makes the OS run _EVT. The only
+ * event is "the generation ID changed", so _EVT notifies VGEN (0x80: the
+ * value the specification names) whatever the GSI.
+ */
+static void dsdt_ged(struct aml *a, uint32_t gsi)
+{
+	uint8_t rbuf[RES_TEMPLATE_MAX];
+	struct aml res;
+	size_t dev = aml_device_open(a, "GED0"), m;
+
+	aml_name_decl(a, "_HID");
+	aml_string(a, "ACPI0013");
+	aml_name_decl(a, "_UID");
+	aml_integer(a, 0);
+	aml_init(&res, rbuf, sizeof(rbuf));
+	aml_res_ext_irq(&res, AML_EXTIRQ_CONSUMER | AML_EXTIRQ_EDGE, gsi);
+	aml_res_end(&res);
+	emit_crs(a, &res);
+	m = aml_method_open(a, "_EVT", 1);
+	aml_notify(a, "\\_SB_.VGEN", 0x80);
+	aml_close(a, m);
+	aml_close(a, dev);
+}
+
 /* \_S5_: SLP_TYP for poweroff. Hardware-reduced sleep uses only the first
  * value; four elements is the classic form every OS accepts. */
 static void dsdt_s5(struct aml *a, uint8_t slp_typ)
@@ -370,6 +420,10 @@ static size_t build_dsdt(uint8_t *t, size_t cap, const struct acpi_config *cfg)
 	dsdt_i8042(&a);
 	for (unsigned i = 0; i < cfg->nr_mmio_devs; i++)
 		dsdt_virtio(&a, i, &cfg->mmio_devs[i]);
+	if (cfg->vmgenid_addr) {
+		dsdt_vmgenid(&a, cfg->vmgenid_addr);
+		dsdt_ged(&a, cfg->ged_gsi);
+	}
 	aml_close(&a, sb);
 	dsdt_s5(&a, cfg->s5_slp_typ);
 	if (!aml_ok(&a))
@@ -383,6 +437,9 @@ static int config_valid(const struct acpi_config *cfg)
 	if (cfg->ncpus == 0 || cfg->ncpus > 255)
 		return 0;
 	if (cfg->nr_mmio_devs > ACPI_MAX_MMIO_DEVS)
+		return 0;
+	/* The ID is 16 bytes, 8-byte aligned (the specification's rule). */
+	if (cfg->vmgenid_addr & 7)
 		return 0;
 	/* The MADT holds 32-bit addresses (no address override here). */
 	if (cfg->lapic_addr > UINT32_MAX || cfg->ioapic_addr > UINT32_MAX)

@@ -3,7 +3,9 @@
  * ACPI tables built in memory for a hardware-reduced machine: RSDP, XSDT,
  * FADT (HW_REDUCED_ACPI, sleep control/status registers on I/O ports),
  * MADT (one local APIC per vCPU, the IOAPIC), DSDT (COM1 PNP0501, i8042
- * PNP0303, one LNRO0005 device per virtio-mmio window, \_S5_ package).
+ * PNP0303, one LNRO0005 device per virtio-mmio window, the VM generation
+ * ID VMGENCTR and the Generic Event Device ACPI0013 that notifies it,
+ * \_S5_ package).
  * Pure: builds into a caller's buffer that will be copied to `base_gpa`.
  */
 #ifndef ARCH_X86_ACPI_H
@@ -29,6 +31,10 @@ struct acpi_config {
 	uint8_t s5_slp_typ;
 	unsigned nr_mmio_devs;
 	struct acpi_mmio_dev mmio_devs[ACPI_MAX_MMIO_DEVS];
+	/* VM generation ID: the ID's guest address (0: no such device) and
+	 * the GSI of the Generic Event Device that tells the OS it changed. */
+	uint64_t vmgenid_addr;
+	uint32_t ged_gsi;
 };
 
 /*

@@ -19,10 +19,12 @@
 #define AML_SCOPE_OP            0x10
 #define AML_BUFFER_OP           0x11
 #define AML_PACKAGE_OP          0x12
+#define AML_METHOD_OP           0x14
 #define AML_DUAL_NAME_PREFIX    0x2E
 #define AML_MULTI_NAME_PREFIX   0x2F
 #define AML_EXT_OP_PREFIX       0x5B
 #define AML_DEVICE_OP           0x82    /* after AML_EXT_OP_PREFIX */
+#define AML_NOTIFY_OP           0x86
 #define AML_ROOT_CHAR           '\\'
 
 /* Resource descriptor tags: small items are (type << 3 | length). */
@@ -270,6 +272,26 @@ size_t aml_package_open(struct aml *a, uint8_t nelems)
 	mark = a->len;
 	aml_byte(a, nelems);
 	return mark;
+}
+
+size_t aml_method_open(struct aml *a, const char *name, uint8_t nargs)
+{
+	size_t mark;
+
+	if (nargs > 7)
+		a->invalid = true;
+	aml_byte(a, AML_METHOD_OP);
+	mark = a->len;
+	aml_name_string(a, name);
+	aml_byte(a, nargs & 7);         /* MethodFlags: not serialized, SyncLevel 0 */
+	return mark;
+}
+
+void aml_notify(struct aml *a, const char *object, uint64_t value)
+{
+	aml_byte(a, AML_NOTIFY_OP);
+	aml_name_string(a, object);
+	aml_integer(a, value);
 }
 
 /* Insert the PkgLength for everything written since mark, in front of it. */

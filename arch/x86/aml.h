@@ -62,6 +62,10 @@ size_t aml_scope_open(struct aml *a, const char *name);
 size_t aml_device_open(struct aml *a, const char *name);
 size_t aml_package_open(struct aml *a, uint8_t nelems);
 void aml_close(struct aml *a, size_t mark);
+/* Method(name, nargs, NotSerialized): open returns the mark aml_close needs. */
+size_t aml_method_open(struct aml *a, const char *name, uint8_t nargs);
+/* Notify(object, value): inside a method body. */
+void aml_notify(struct aml *a, const char *object, uint64_t value);
 
 /* A Buffer object holding bytes[0..n) (e.g. a resource template). */
 void aml_buffer(struct aml *a, const uint8_t *bytes, size_t n);

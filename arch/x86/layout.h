@@ -25,7 +25,14 @@
 #define LAYOUT_EBDA_START     0x9FC00ULL  /* reserved in e820 up to 1 MiB */
 #define LAYOUT_HIGH_MEM_START 0x100000ULL /* 1 MiB: first byte of ordinary RAM above */
 #define LAYOUT_ACPI_START     0xE0000ULL  /* RSDP first (legacy scan area), then the */
-#define LAYOUT_ACPI_SIZE      0x1FFF0ULL  /*   other ACPI tables, inside 0xE0000-0xFFFEF */
+#define LAYOUT_ACPI_SIZE      0x1F000ULL  /*   other ACPI tables, inside 0xE0000-0xFEFFF */
+/*
+ * The 16-byte VM generation ID (DSDT device VGEN, ADDR). Reserved memory the
+ * OS never allocates, in its own page so an OS can map it alone. The address
+ * a machine uses is in its machine description: a restore writes the new ID
+ * where the snapshot's own ACPI tables point, whatever this constant becomes.
+ */
+#define LAYOUT_VMGENID        0xFF000ULL
 /*
  * The reset vector, F000:FFF0: where a CPU starts after reset and where
  * Linux jumps to reboot through "the BIOS" (machine_real_restart). On a
@@ -55,6 +62,7 @@
 #define IRQ_COM1              4
 #define IRQ_RTC               8
 #define IRQ_VIRTIO_FIRST      5   /* 5,6,7, then 9..23 skipping 8 */
+#define IRQ_GED               3   /* Generic Event Device: "the generation ID changed" */
 
 /* --- I/O ports ----------------------------------------------------------- */
 #define PORT_I8042_DATA       0x60

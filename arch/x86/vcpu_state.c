@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include "arch/x86/cpuid.h"
 #include "arch/x86/vcpu_state.h"
@@ -32,6 +33,8 @@
  * continues from the moment it resumes, not from when it was loaded). */
 #define MSR_KVM_SYSTEM_TIME     0x12
 #define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01
+#define MSR_IA32_TSC            0x10
+#define NSEC_PER_SEC            1000000000ULL
 
 static int vioctl(struct vcpu *v, unsigned long req, void *arg, const char *what)
 {
@@ -256,6 +259,10 @@ static int load_msrs(struct vcpu *v, const struct state_reader *cpu)
 			goto out;
 		if (idx == MSR_KVM_WALL_CLOCK || idx == MSR_KVM_WALL_CLOCK_NEW)
 			continue;
+		if (idx == MSR_IA32_TSC) {
+			v->restore_tsc = val;
+			v->restore_tsc_valid = true;
+		}
 		if ((idx == MSR_KVM_SYSTEM_TIME || idx == MSR_KVM_SYSTEM_TIME_NEW) &&
 		    v->nr_deferred < VCPU_MAX_DEFERRED) {
 			v->deferred[v->nr_deferred++] = (struct vcpu_msr){ (uint32_t)idx, val };
@@ -355,6 +362,14 @@ static const struct { uint32_t chip; const char *name; size_t size; } irqchips[]
 	{ KVM_IRQCHIP_IOAPIC, "ioapic", sizeof(struct kvm_ioapic_state) },
 };
 
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
 int x86_vm_save(struct vm *vm, struct state_writer *w)
 {
 	struct kvm_clock_data clk = { 0 };
@@ -376,6 +391,10 @@ int x86_vm_save(struct vm *vm, struct state_writer *w)
 		return -1;
 	}
 	state_put_u64(w, "clock-ns", clk.clock);
+	/* Since 1.3, for --clock=realtime: when, in real time, the guest
+	 * stopped. KVM pairs the two readings itself where the host's clock
+	 * allows (KVM_CLOCK_REALTIME); elsewhere one read right after will do. */
+	state_put_u64(w, "realtime-ns", clk.flags & KVM_CLOCK_REALTIME ? clk.realtime : realtime_ns());
 	state_put_u32(w, "tsc-khz", vm->tsc_khz);
 	state_node_end(w);
 	return 0;
@@ -406,11 +425,81 @@ int x86_vm_load_clock(struct vm *vm, const struct state_reader *parent)
 {
 	struct state_reader r;
 
+	vm->restore_realtime_ns = 0;
 	if (state_node_open(parent, "vm", &r) < 0 ||
 	    state_get_u64(&r, "clock-ns", &vm->restore_clock_ns) < 0)
 		return -1;
+	if (state_has_prop(&r, "realtime-ns") &&
+	    state_get_u64(&r, "realtime-ns", &vm->restore_realtime_ns) < 0)
+		return -1;
+	if (vm->cfg.clock == GUEST_CLOCK_REALTIME && !vm->restore_realtime_ns &&
+	    vm->cfg.clock_set)
+		pr_warn("--clock=realtime: the stream does not say when the guest stopped (format "
+			"before 1.3); its clock continues from the save");
 	vm->restore_clock_pending = true;
 	return 0;
+}
+
+/*
+ * --clock=realtime: the real time since the save, never negative (two hosts'
+ * clocks may disagree; a guest's monotonic clock must not go back).
+ */
+static uint64_t skipped_ns(const struct vm *vm)
+{
+	uint64_t now;
+
+	if (vm->cfg.clock != GUEST_CLOCK_REALTIME || !vm->restore_realtime_ns)
+		return 0;
+	now = realtime_ns();
+	return now > vm->restore_realtime_ns ? now - vm->restore_realtime_ns : 0;
+}
+
+static void set_clock(struct vm *vm)
+{
+	struct kvm_clock_data clk = { 0 };
+
+	vm->restore_skip_ns = skipped_ns(vm);
+	clk.clock = vm->restore_clock_ns + vm->restore_skip_ns;
+	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0)
+		pr_warn("KVM_SET_CLOCK: %s", strerror(errno));
+	if (vm->restore_skip_ns)
+		pr_info("guest clock: %llu.%03llu s forward, the real time since the save "
+			"(--clock=realtime)", (unsigned long long)(vm->restore_skip_ns / NSEC_PER_SEC),
+			(unsigned long long)(vm->restore_skip_ns / 1000000 % 1000));
+}
+
+/*
+ * The TSC moves with kvmclock: set again now (it ran while the VM was being
+ * built or parked by --paused), plus the skipped time at the guest's rate,
+ * so a guest that reads the TSC directly agrees with its kvmclock. Every
+ * vCPU writes the same value within microseconds, which KVM takes as one
+ * synchronised TSC.
+ */
+static void set_tsc(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} m = { .hdr.nmsrs = 1, .e.index = MSR_IA32_TSC };
+
+	if (!v->restore_tsc_valid)
+		return;
+	m.e.data = v->restore_tsc + (uint64_t)((unsigned __int128)vm->restore_skip_ns * vm->tsc_khz / 1000000);
+	if (ioctl(v->fd, KVM_SET_MSRS, &m) != 1)
+		pr_warn("vCPU %u: cannot set the TSC", v->id);
+	v->restore_tsc_valid = false;
+}
+
+/*
+ * Tell the guest it was stopped (PVCLOCK_GUEST_STOPPED in its pvclock page),
+ * so its soft-lockup and RCU-stall watchdogs do not count the time the VM
+ * did not run. EINVAL: the guest has no kvmclock, nothing to tell.
+ */
+static void say_stopped(struct vcpu *v)
+{
+	if (ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL)
+		pr_debug("vCPU %u: KVM_KVMCLOCK_CTRL: %s", v->id, strerror(errno));
 }
 
 void x86_vcpu_first_run(struct vcpu *v)
@@ -418,17 +507,16 @@ void x86_vcpu_first_run(struct vcpu *v)
 	struct vm *vm = v->vm;
 	struct kvm_msrs *msrs;
 
-	/* Guest time resumes where it stopped: no jump, never backwards. The
-	 * first vCPU to get here sets it, before any kvmclock MSR. */
+	/* Guest time resumes where it stopped (or, --clock=realtime, where
+	 * real time is), never backwards. The first vCPU to get here sets it,
+	 * before any TSC or kvmclock MSR. */
 	pthread_mutex_lock(&vm->pause_lock);
 	if (vm->restore_clock_pending) {
-		struct kvm_clock_data clk = { .clock = vm->restore_clock_ns };
-
-		if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0)
-			pr_warn("KVM_SET_CLOCK: %s", strerror(errno));
+		set_clock(vm);
 		vm->restore_clock_pending = false;
 	}
 	pthread_mutex_unlock(&vm->pause_lock);
+	set_tsc(v);
 	if (!v->nr_deferred)
 		return;
 	msrs = calloc(1, sizeof(*msrs) + v->nr_deferred * sizeof(struct kvm_msr_entry));
@@ -440,6 +528,8 @@ void x86_vcpu_first_run(struct vcpu *v)
 							   .data = v->deferred[i].value };
 	if (ioctl(v->fd, KVM_SET_MSRS, msrs) != (int)v->nr_deferred)
 		pr_warn("vCPU %u: cannot restore kvmclock", v->id);
+	else
+		say_stopped(v);
 	v->nr_deferred = 0;
 	free(msrs);
 }

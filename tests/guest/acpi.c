@@ -11,6 +11,8 @@
 #define SDT_HDR         36
 #define TABLE_MAX       0x10000
 #define FADT_SLEEP_CTL  244             /* GAS: id, width, offset, size, u64 addr */
+#define FADT_DSDT       40
+#define FADT_X_DSDT     140
 #define SLP_TYP_S5      5
 #define SLP_EN          (1 << 5)
 
@@ -94,6 +96,11 @@ static void parse_fadt(u64 pa)
 	u64 gas = pa + FADT_SLEEP_CTL;
 	u8 space = *(u8 *)phys(gas);
 
+	if (table_len(pa) >= FADT_X_DSDT + 8 && rd64(pa + FADT_X_DSDT))
+		acpi.dsdt = rd64(pa + FADT_X_DSDT);
+	else if (table_len(pa) >= FADT_DSDT + 4)
+		acpi.dsdt = rd32(pa + FADT_DSDT);
+
 	if (table_len(pa) < FADT_SLEEP_CTL + 12 || !rd64(gas + 4) || space > 1)
 		return;
 	acpi.has_sleep = true;
@@ -128,6 +135,51 @@ void acpi_init(u64 rsdp_hint)
 	len = root ? table_len(root) : 0;
 	for (p = root + SDT_HDR; len && p + entry <= root + len; p += entry)
 		parse_table(entry == 8 ? rd64(p) : rd32(p));
+}
+
+/* An AML integer at p (Zero, One, Byte/Word/DWord/QWord): its size, 0 if none. */
+static unsigned aml_int(const u8 *p, const u8 *end, u64 *v)
+{
+	static const unsigned size[] = { [0x0a] = 1, [0x0b] = 2, [0x0c] = 4, [0x0e] = 8 };
+	unsigned n;
+
+	if (p >= end)
+		return 0;
+	if (*p <= 1) {
+		*v = *p;
+		return 1;
+	}
+	if (*p < 0x0a || *p > 0x0e || !size[*p] || p + 1 + size[*p] > end)
+		return 0;
+	n = size[*p];
+	*v = 0;
+	memcpy(v, p + 1, n);
+	return 1 + n;
+}
+
+/*
+ * The VM generation ID's address, the way an OS finds it: the DSDT's
+ * Name(ADDR, Package(2) {low, high}) inside the VMGENCTR device. A byte
+ * search is enough for the VMM's own flat DSDT. 0 if there is none.
+ */
+u64 acpi_vmgenid_addr(void)
+{
+	u32 len = acpi.dsdt ? table_len(acpi.dsdt) : 0;
+	const u8 *t = acpi.dsdt ? phys(acpi.dsdt) : NULL, *end = t + len, *p;
+	u64 lo, hi;
+	unsigned n;
+
+	for (p = t + SDT_HDR; len && p + 8 < end; p++) {
+		/* NameOp "ADDR" PackageOp PkgLength(1 byte) NumElements(2) */
+		if (p[0] != 0x08 || memcmp(p + 1, "ADDR", 4) || p[5] != 0x12 || p[6] >> 6 ||
+		    p[7] != 2)
+			continue;
+		n = aml_int(p + 8, end, &lo);
+		if (!n || !aml_int(p + 8 + n, end, &hi))
+			return 0;
+		return lo | hi << 32;
+	}
+	return 0;
 }
 
 void __noreturn triple_fault(void)

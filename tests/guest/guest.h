@@ -161,9 +161,11 @@ struct acpi_info {
 	bool has_sleep;         /* FADT SLEEP_CONTROL_REG found */
 	u8 sleep_space;         /* GAS space id: 0 memory, 1 I/O */
 	u64 sleep_addr;
+	u64 dsdt;               /* from the FADT; 0 = none */
 };
 extern struct acpi_info acpi;
 void acpi_init(u64 rsdp_hint);
+u64 acpi_vmgenid_addr(void);
 void __noreturn poweroff(void);
 void __noreturn triple_fault(void);
 

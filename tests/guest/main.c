@@ -203,6 +203,30 @@ static void cmd_stats(void)
 		 ready_ns);
 }
 
+/* `genid`: the VM generation ID where the DSDT says it is (GENID none if not). */
+static void cmd_genid(void)
+{
+	static const char hex[] = "0123456789abcdef";
+	u64 pa = acpi_vmgenid_addr();
+	char str[40], *q = str;
+	const u8 *id;
+	unsigned i;
+
+	if (!pa || pa + 16 > mem_bytes) {
+		out_line("GENID none");
+		return;
+	}
+	id = phys(pa);
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*q++ = '-';
+		*q++ = hex[id[i] >> 4];
+		*q++ = hex[id[i] & 15];
+	}
+	*q = 0;
+	out_line("GENID %s addr=0x%llx", str, pa);
+}
+
 static void cmd_hb(const char *a)
 {
 	u64 ms;
@@ -237,13 +261,15 @@ static void run_command(char *line)
 		cmd_hb(a);
 	} else if (!strcmp(cmd, "stats")) {
 		cmd_stats();
+	} else if (!strcmp(cmd, "genid")) {
+		cmd_genid();
 	} else if (!strcmp(cmd, "poweroff")) {
 		poweroff();
 	} else if (!strcmp(cmd, "reset")) {
 		cmd_reset(a);
 	} else if (!strcmp(cmd, "help")) {
 		out_line("commands: fill SIZE|all, dirty SIZE RATE, dirty stop, idle, verify, "
-			 "hb MS, stats, poweroff, reset [kbd|triple], devices, blk ..., net ..., rng N, help "
+			 "hb MS, stats, genid, poweroff, reset [kbd|triple], devices, blk ..., net ..., rng N, help "
 			 "(SIZE: bytes or K/M/G suffix)");
 	} else {
 		out_line("ERR unknown command: %s", cmd);

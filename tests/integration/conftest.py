@@ -324,6 +324,23 @@ def guest_with_socket(guest_factory, tmp_path, name="src", cpus=2, memory="512M"
     return g, sock
 
 
+def debian_kernel(flavour):
+    """The bzImage of Debian's `flavour` kernel (cloud, generic) that scripts/fetch-kernels
+    downloaded."""
+    path = os.path.join(CACHE, "kernels", flavour, "vmlinuz")
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is missing: run scripts/fetch-kernels (or scripts/setup)")
+    return path
+
+
+def linux_initramfs(builder):
+    """The cpio that tests/linux/BUILDER makes (and caches): its path."""
+    r = subprocess.run([os.path.join(ROOT, "tests", "linux", builder)], capture_output=True,
+                       text=True, timeout=scaled(120))
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
 def run_minivmm(args, timeout=20, **kw):
     """Run minivmm to completion; returns CompletedProcess (stdout+stderr text)."""
     return subprocess.run([MINIVMM, *args], stdin=subprocess.DEVNULL, capture_output=True,

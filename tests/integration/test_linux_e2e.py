@@ -21,11 +21,10 @@ import hashlib
 import os
 import re
 import socket
-import subprocess
 
 import pytest
 
-from conftest import CACHE, MINIVMM, ROOT, Proc, run_minivmm, scaled
+from conftest import MINIVMM, Proc, debian_kernel, linux_initramfs, run_minivmm, scaled
 from test_virtio import NetNS, ns_socket, ping
 
 pytestmark = pytest.mark.skipif(
@@ -45,18 +44,12 @@ CMDLINE = ("console=ttyS0 quiet panic=-1 "
 
 @pytest.fixture(scope="module")
 def initramfs():
-    r = subprocess.run([os.path.join(ROOT, "tests", "linux", "build")], capture_output=True,
-                       text=True, timeout=scaled(120))
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
+    return linux_initramfs("build")
 
 
 @pytest.fixture(scope="module")
 def kernel():
-    path = os.path.join(CACHE, "kernels", "cloud", "vmlinuz")
-    if not os.path.exists(path):
-        pytest.fail(f"{path} is missing: run scripts/fetch-kernels (or scripts/setup)")
-    return path
+    return debian_kernel("cloud")
 
 
 def sha256_file(path):

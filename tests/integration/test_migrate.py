@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 

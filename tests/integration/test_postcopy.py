@@ -4,7 +4,6 @@ processes: the destination runs the guest before all of its memory has
 arrived and fetches missing pages through userfaultfd; the source serves
 them. Every test proves the guest's memory page by page (`verify`) after
 the move, and that the guest ran on without a gap."""
-import json
 import os
 import re
 import signal
@@ -16,7 +15,7 @@ import time
 import pytest
 
 from conftest import MINIVMM, TIME_FACTOR, Proc, Qmp, run_minivmm, scaled
-from test_migrate import HB, LISTEN, check_moved, hb_seqs
+from test_migrate import LISTEN, check_moved
 
 
 def source(guest_factory, tmp_path, name="src", cpus=2, memory="512M"):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import GUEST, MINIVMM, Proc, Qmp, run_minivmm, scaled
-from test_migrate import LISTEN, destination, migrate
+from test_migrate import destination, migrate
 
 SIGSYS_DEATH = -signal.SIGSYS
 

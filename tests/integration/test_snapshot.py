@@ -120,7 +120,7 @@ def test_save_restore_continues(guest_factory, tmp_path):
 def test_chain_of_three(guest_factory, tmp_path, cpus):
     g, sock = start_guest(guest_factory, tmp_path, cpus=cpus, memory="256M")
     g.command("fill 64M", r"^FILL done")
-    g.command(f"dirty 32M 10", r"^DIRTY started")
+    g.command("dirty 32M 10", r"^DIRTY started")
     prev = g
     data, _, _ = save(sock, f"file:{tmp_path / 's0'}")
     assert data["status"] == "completed" and prev.wait_exit(20) == 0
@@ -340,7 +340,7 @@ def test_inspect(guest_factory, tmp_path):
     r = run_minivmm(["--inspect", f"file:{tmp_path / 'i'}"])
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "minivmm stream 1.2" in out
+    assert "minivmm stream 1.3" in out
     assert "2 vCPU(s), 256 MiB RAM" in out
     m = re.search(r"(\d+) pages present", out)
     assert m and int(m.group(1)) >= 16 * 256

@@ -181,7 +181,7 @@ END_TEST
 
 /* --- A small AML walker for the subset the DSDT uses ------------------- */
 
-enum obj { OBJ_INT, OBJ_STR, OBJ_BUF, OBJ_PKG };
+enum obj { OBJ_INT, OBJ_STR, OBJ_BUF, OBJ_PKG, OBJ_METHOD };
 
 struct named {
 	char path[40];
@@ -348,6 +348,20 @@ static bool term_list(struct walk *w, size_t pos, size_t end, const char *scope)
 			w->nnames++;
 			continue;
 		}
+		if (a[pos] == 0x14) {           /* Method: name, flags, body kept as bytes */
+			struct named *o = &w->names[w->nnames];
+
+			if (w->nnames == 256 || !(pend = pkg_end(a, pos + 1, end, &body)) ||
+			    !(body = name_string(a, body, pend, scope, o->path)) || body >= pend)
+				return false;
+			o->kind = OBJ_METHOD;
+			o->ival = a[body];      /* MethodFlags */
+			o->data = a + body + 1;
+			o->len = pend - body - 1;
+			w->nnames++;
+			pos = pend;
+			continue;
+		}
 		if (a[pos] == 0x10 || (a[pos] == 0x5B && pos + 1 < end && a[pos + 1] == 0x82)) {
 			if (a[pos] == 0x5B)
 				w->devices++;
@@ -487,6 +501,67 @@ START_TEST(dsdt_devices)
 		ck_assert_ptr_null(find(w, next));
 		free(w);
 	}
+}
+END_TEST
+
+static void expect_str(const struct walk *w, const char *path, const char *s)
+{
+	const struct named *o = find(w, path);
+
+	ck_assert_msg(o != NULL, "%s missing", path);
+	ck_assert_int_eq(o->kind, OBJ_STR);
+	ck_assert_str_eq((const char *)o->data, s);
+}
+
+/* VGEN with ADDR, and the GED whose _EVT notifies it: what Linux's vmgenid
+ * and evged drivers read. */
+START_TEST(dsdt_vmgenid)
+{
+	static const uint8_t notify[] = { 0x86, '\\', 0x2E, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N',
+					  0x0A, 0x80 };
+	struct acpi_config c = make_cfg(2, 1);
+	const struct named *o;
+	struct walk *w;
+	uint64_t lo, hi;
+	size_t p;
+
+	c.vmgenid_addr = 0x1234567FF000ULL;
+	c.ged_gsi = 3;
+	w = walk_dsdt(acpi_build(buf, sizeof(buf), BASE, &c));
+	ck_assert_uint_eq(w->devices, 2 + 1 + 2);       /* COM1, KBD_, VR00, VGEN, GED0 */
+	expect_str(w, "\\_SB_.VGEN._HID", "VMGENCTR");
+	expect_str(w, "\\_SB_.VGEN._CID", "VM_Gen_Counter");
+	o = find(w, "\\_SB_.VGEN.ADDR");
+	ck_assert_ptr_nonnull(o);
+	ck_assert_int_eq(o->kind, OBJ_PKG);
+	ck_assert_uint_eq(o->ival, 2);
+	p = integer(w->aml, (size_t)(o->data - w->aml), (size_t)(o->data - w->aml) + 16, &lo);
+	ck_assert_uint_gt(p, 0);
+	ck_assert_uint_gt(integer(w->aml, p, p + 16, &hi), 0);
+	ck_assert_uint_eq(lo | hi << 32, c.vmgenid_addr);
+	expect_str(w, "\\_SB_.GED0._HID", "ACPI0013");
+	o = find(w, "\\_SB_.GED0._CRS");
+	ck_assert_ptr_nonnull(o);
+	check_template(o);
+	ck_assert_uint_eq(o->data[0], 0x89);                    /* Extended IRQ */
+	ck_assert_uint_eq(o->data[3], 0x03);                    /* consumer, edge */
+	ck_assert_uint_eq(rd32(o->data + 5), 3);
+	o = find(w, "\\_SB_.GED0._EVT");
+	ck_assert_ptr_nonnull(o);
+	ck_assert_int_eq(o->kind, OBJ_METHOD);
+	ck_assert_uint_eq(o->ival, 1);                          /* one argument */
+	ck_assert_uint_eq(o->len, sizeof(notify));
+	ck_assert_mem_eq(o->data, notify, sizeof(notify));
+	free(w);
+
+	/* Without an address, neither device; a misaligned one is refused. */
+	c.vmgenid_addr = 0;
+	w = walk_dsdt(acpi_build(buf, sizeof(buf), BASE, &c));
+	ck_assert_ptr_null(find(w, "\\_SB_.VGEN._HID"));
+	ck_assert_ptr_null(find(w, "\\_SB_.GED0._HID"));
+	free(w);
+	c.vmgenid_addr = 0xFF004;
+	ck_assert_uint_eq(acpi_build(buf, sizeof(buf), BASE, &c), 0);
 }
 END_TEST
 
@@ -678,6 +753,7 @@ static Suite *acpi_suite(void)
 	tcase_add_test(t, fadt_fields);
 	tcase_add_test(t, madt_entries);
 	tcase_add_test(t, dsdt_devices);
+	tcase_add_test(t, dsdt_vmgenid);
 	tcase_add_test(t, buffer_too_small);
 	tcase_add_test(t, invalid_config);
 	tcase_add_test(t, addresses_follow_base);

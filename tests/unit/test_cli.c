@@ -105,6 +105,26 @@ START_TEST(cli_rejects)
 }
 END_TEST
 
+START_TEST(cli_clock)
+{
+	struct vm_config cfg;
+	const char *def[] = { "minivmm", "--incoming", "file:s" };
+	const char *cont[] = { "minivmm", "--incoming", "file:s", "--clock=continue" };
+	const char *real[] = { "minivmm", "--incoming", "tcp:0:1", "--clock", "realtime" };
+	const char *bad[] = { "minivmm", "--incoming", "file:s", "--clock=later" };
+	const char *boot[] = { "minivmm", "--kernel", "k", "--clock=realtime" };
+
+	ck_assert_int_eq(parse(&cfg, 3, def), CLI_RUN);
+	ck_assert_int_eq(cfg.clock, GUEST_CLOCK_DEFAULT);       /* decided by the URI */
+	ck_assert_int_eq(parse(&cfg, 4, cont), CLI_RUN);
+	ck_assert_int_eq(cfg.clock, GUEST_CLOCK_CONTINUE);
+	ck_assert_int_eq(parse(&cfg, 5, real), CLI_RUN);
+	ck_assert_int_eq(cfg.clock, GUEST_CLOCK_REALTIME);
+	ck_assert_int_eq(parse(&cfg, 4, bad), CLI_ERROR);
+	ck_assert_int_eq(parse(&cfg, 4, boot), CLI_ERROR);      /* only with --incoming */
+}
+END_TEST
+
 START_TEST(cli_missing)
 {
 	struct vm_config cfg;
@@ -128,6 +148,7 @@ int main(void)
 	tcase_add_test(tc, cli_defaults);
 	tcase_add_test(tc, cli_all_flags);
 	tcase_add_test(tc, cli_rejects);
+	tcase_add_test(tc, cli_clock);
 	tcase_add_test(tc, cli_missing);
 	suite_add_tcase(s, tc);
 	return check_run(s);
