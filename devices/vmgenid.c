@@ -82,17 +82,3 @@ int vmgenid_read(struct vm *vm, uint8_t id[VMGENID_SIZE])
 		return -1;
 	return guest_mem_read(&vm->mem, vm->genid.addr, id, VMGENID_SIZE);
 }
-
-void vmgenid_format(const uint8_t id[VMGENID_SIZE], char out[VMGENID_STR_LEN])
-{
-	static const char hex[] = "0123456789abcdef";
-	char *p = out;
-
-	for (unsigned i = 0; i < VMGENID_SIZE; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*p++ = '-';
-		*p++ = hex[id[i] >> 4];
-		*p++ = hex[id[i] & 15];
-	}
-	*p = 0;
-}

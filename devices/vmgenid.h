@@ -40,7 +40,19 @@ int vmgenid_new_copy(struct vm *vm);
 /* The ID as the guest sees it now (read from guest RAM). -1 if none. */
 int vmgenid_read(struct vm *vm, uint8_t id[VMGENID_SIZE]);
 
-/* The ID as a GUID string in memory byte order, e.g. for query-vm-generation-id. */
-void vmgenid_format(const uint8_t id[VMGENID_SIZE], char out[VMGENID_STR_LEN]);
+/* The ID as a GUID string in memory byte order, e.g. for query-vm-generation-id.
+ * Inline: --inspect and the machine-record fuzzer print it without the device. */
+static inline void vmgenid_format(const uint8_t id[VMGENID_SIZE], char out[VMGENID_STR_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (unsigned i = 0; i < VMGENID_SIZE; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*out++ = '-';
+		*out++ = hex[id[i] >> 4];
+		*out++ = hex[id[i] & 15];
+	}
+	*out = 0;
+}
 
 #endif

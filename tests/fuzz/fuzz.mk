@@ -20,7 +20,8 @@ QMP_TIME    ?= 15
 # The machine record (tests/fuzz/fuzz_machine.c); seeds in tests/fuzz/corpus/machine.
 # Only machine_load() is wanted from machine.c: unused sections (machine_save
 # and what it calls) are dropped at link time.
-MACHINE_SRC := tests/fuzz/fuzz_machine.c migration/machine.c migration/state.c vmm/log.c
+MACHINE_SRC := tests/fuzz/fuzz_machine.c migration/machine.c migration/state.c vmm/guest_mem.c \
+               vmm/log.c
 MACHINE_TIME ?= 15
 # The --kernel loaders (tests/fuzz/fuzz_kernel.c); seeds in tests/fuzz/corpus/kernel.
 KERNEL_SRC  := tests/fuzz/fuzz_kernel.c arch/x86/boot.c arch/x86/boot_linux.c \
