@@ -57,6 +57,8 @@ static struct tls_link *sender_tls(struct sender *s, const struct mig_uri *u, in
 		pr_err("%s: %s", s->m->uri, why);
 		return NULL;
 	}
+	pr_info("%s: TLS (%s, %s)", s->m->uri, tls_creds_kind(s->tls_creds),
+		tls_describe(t, why, sizeof(why)));
 	*ok = true;
 	return t;
 }

@@ -2,10 +2,11 @@
 /*
  * TLS for migration connections (migration/tls.h says the contract).
  *
- * Why GnuTLS in user space: it is what Debian's QEMU uses, and these
- * hosts' kernels have no `tls` ULP to hand the record layer to; the cost is
- * one AES-GCM pass over every byte on each side (scripts/bench/migrate
- * --tls measures it). Why the handshake before anything else: the
+ * GnuTLS does the handshake (what Debian's QEMU uses); the record layer
+ * then moves into the kernel where it has the `tls` ULP (migration/ktls.c),
+ * and stays in GnuTLS where it does not (these hosts' own kernels): one
+ * AES-GCM pass over every byte on each side either way, in user space or
+ * in the kernel (scripts/bench/migrate --tls measures it). Why the handshake before anything else: the
  * destination must refuse a peer without valid credentials before reading
  * a single record from it. Authentication failures name their cause
  * (unknown PSK user, certificate not signed by the CA, wrong host) in the
@@ -18,9 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "migration/ktls.h"
 #include "migration/tls.h"
+#include "vmm/failpoint.h"
 #include "vmm/log.h"
 
 /* AES-GCM first: with AES-NI it is the cheapest per byte. */
@@ -49,6 +53,8 @@ struct tls_creds {
 
 struct tls_link {
 	gnutls_session_t s;
+	int fd;
+	bool ktls_tx, ktls_rx;          /* that direction's records are the kernel's */
 };
 
 static bool readable(const char *dir, const char *name, char *path, size_t len)
@@ -251,8 +257,10 @@ struct tls_link *tls_handshake(int fd, struct tls_creds *cr, const char *host, c
 		snprintf(why, whylen, "out of memory");
 		return NULL;
 	}
+	/* No session tickets: nothing resumes a migration connection's session,
+	 * and a ticket is a record kernel TLS would hand us as an error. */
 	ret = gnutls_init(&t->s, (cr->role == TLS_SOURCE ? GNUTLS_CLIENT : GNUTLS_SERVER) |
-			  GNUTLS_NO_SIGNAL);
+			  GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS);
 	if (ret < 0) {
 		free(t);
 		snprintf(why, whylen, "TLS: %s", gnutls_strerror(ret));
@@ -272,6 +280,11 @@ struct tls_link *tls_handshake(int fd, struct tls_creds *cr, const char *host, c
 		tls_free(t);
 		return NULL;
 	}
+	t->fd = fd;
+	/* Test builds: failpoint ktls-off keeps both directions in GnuTLS, so
+	 * the user-space path is tested where the kernel has TLS too. */
+	if (!failpoint("ktls-off"))
+		ktls_enable(t->s, fd, &t->ktls_tx, &t->ktls_rx);
 	return t;
 }
 
@@ -309,26 +322,36 @@ static ssize_t tls_errno(ssize_t ret)
 
 ssize_t tls_send(struct tls_link *t, const void *buf, size_t len)
 {
-	ssize_t ret = gnutls_record_send(t->s, buf, len);
+	ssize_t ret;
 
+	if (t->ktls_tx)
+		return send(t->fd, buf, len, MSG_NOSIGNAL);
+	ret = gnutls_record_send(t->s, buf, len);
 	return ret < 0 ? tls_errno(ret) : ret;
 }
 
 ssize_t tls_recv(struct tls_link *t, void *buf, size_t len)
 {
-	ssize_t ret = gnutls_record_recv(t->s, buf, len);
+	ssize_t ret;
 
+	if (t->ktls_rx)
+		return ktls_recv(t->fd, buf, len);
+	ret = gnutls_record_recv(t->s, buf, len);
 	return ret < 0 ? tls_errno(ret) : ret;
 }
 
 bool tls_pending(struct tls_link *t)
 {
-	return t && gnutls_record_check_pending(t->s) > 0;
+	return t && !t->ktls_rx && gnutls_record_check_pending(t->s) > 0;
 }
 
 const char *tls_describe(struct tls_link *t, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s %s", gnutls_protocol_get_name(gnutls_protocol_get_version(t->s)),
-		 gnutls_cipher_get_name(gnutls_cipher_get(t->s)));
+	const char *where = t->ktls_tx && t->ktls_rx ? "kernel TLS" :
+			    t->ktls_tx ? "kernel TLS sending, GnuTLS receiving" :
+			    t->ktls_rx ? "GnuTLS sending, kernel TLS receiving" : "GnuTLS";
+
+	snprintf(buf, len, "%s %s, %s", gnutls_protocol_get_name(gnutls_protocol_get_version(t->s)),
+		 gnutls_cipher_get_name(gnutls_cipher_get(t->s)), where);
 	return buf;
 }

@@ -7,6 +7,8 @@
  * destination requires and checks the source's), else a pre-shared key
  * from keys.psk (lines "USERNAME:HEXKEY"; the source uses the first).
  *
+ * After the handshake each direction's record layer moves into the kernel
+ * where it has TLS (migration/ktls.h), and stays in GnuTLS elsewhere.
  * A tls_link is one session over one connected socket. One thread may send
  * while another receives on it; two senders need a lock (the callers have
  * one). Reads and writes block, bounded by the socket's SO_RCVTIMEO and
@@ -44,7 +46,8 @@ ssize_t tls_send(struct tls_link *t, const void *buf, size_t len);
 ssize_t tls_recv(struct tls_link *t, void *buf, size_t len);
 /* Decrypted bytes waiting: a poll() on the socket would not see them. */
 bool tls_pending(struct tls_link *t);
-/* The cipher in use, for -v lines ("TLS1.3 AES-256-GCM"). */
+/* The cipher in use and where records are made, for -v lines
+ * ("TLS1.3 AES-256-GCM, kernel TLS" or "..., GnuTLS"). */
 const char *tls_describe(struct tls_link *t, char *buf, size_t len);
 
 #endif

@@ -9,7 +9,7 @@ FUZZ_DIR    := $(BUILD)/fuzz
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I.
 FUZZ_SRC    := tests/fuzz/fuzz_stream.c migration/stream_rx.c migration/ram_batch.c migration/ram_pipe.c \
-               migration/stream.c migration/crc32c.c migration/tls.c vmm/guest_mem.c vmm/log.c \
+               migration/stream.c migration/crc32c.c migration/tls.c migration/ktls.c vmm/guest_mem.c vmm/log.c \
                vmm/failpoint.c vmm/lockdown.c vmm/seccomp.c
 FUZZ_LIBS   := -lgnutls -lseccomp -lcap-ng
 FUZZ_TIME   ?= 30
