@@ -96,7 +96,7 @@ def restore(tmp_path, snap, name, extra=()):
 def test_restores_are_new_copies_on_time(tmp_path, kernel, initramfs):
     sock = str(tmp_path / "src.sock")
     g = Linux([MINIVMM, "--kernel", kernel, "--initrd", initramfs, "--cpus", "2",
-               "--memory", "256M", "--cmdline", CMDLINE, "--api-sock", sock])
+               "--memory", "256M", "--cmdline", CMDLINE, "--rng", "--api-sock", sock])
     procs = [g]
     try:
         assert g.e2e(r"VMGENID bound=(\w+)", timeout=120).group(1) == "yes", g.tail()
