@@ -114,6 +114,61 @@ void state_writer_free(struct state_writer *w)
 	w->fdt = NULL;
 }
 
+static uint32_t be32_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * Walk the structure block's tags before libfdt does: every node name ends
+ * inside it and every property's value fits in it. libfdt 1.6's
+ * fdt_next_tag() adds a property's length to the offset in an int: length
+ * 0xfffffff4 brings it back to the property's own tag, and fdt_check_full()
+ * then loops there forever (found by tests/fuzz/fuzz_state: a stream's or
+ * a snapshot's state or machine record could hang the process reading it).
+ * The header's blocks are known to lie inside the blob, which is at most
+ * STATE_MAX_SIZE: no offset here can wrap.
+ */
+static int check_struct_block(const void *fdt)
+{
+	const uint8_t *base = (const uint8_t *)fdt + fdt_off_dt_struct(fdt);
+	uint32_t size = fdt_size_dt_struct(fdt), off = 0;
+
+	while (size - off >= 4) {
+		uint32_t tag = be32_at(base + off), len;
+		const uint8_t *nul;
+
+		off += 4;
+		switch (tag) {
+		case FDT_BEGIN_NODE:
+			nul = memchr(base + off, 0, size - off);
+			if (!nul)
+				return -1;
+			off = (uint32_t)(nul - base) + 1;
+			break;
+		case FDT_PROP:
+			if (size - off < 8)
+				return -1;
+			len = be32_at(base + off);
+			if (len > size - off - 8)
+				return -1;
+			off += 8 + len;
+			break;
+		case FDT_END_NODE:
+		case FDT_NOP:
+			break;
+		case FDT_END:
+			return 0;
+		default:
+			return -1;
+		}
+		off = (off + 3) & ~3U;          /* tags are 4-byte aligned */
+		if (off > size)
+			return -1;
+	}
+	return -1;
+}
+
 int state_reader_open(struct state_reader *r, const void *blob, size_t len)
 {
 	int err;
@@ -131,8 +186,15 @@ int state_reader_open(struct state_reader *r, const void *blob, size_t len)
 		pr_err("device state is corrupt (not a version 17 flattened device tree)");
 		return -1;
 	}
-	if ((err = fdt_check_full(blob, len)) != 0) {
-		pr_err("device state is corrupt (%s)", fdt_strerror(err));
+	if (fdt_totalsize(blob) > len) {
+		pr_err("device state is corrupt (%s)", fdt_strerror(-FDT_ERR_TRUNCATED));
+		return -1;
+	}
+	if ((err = fdt_check_header(blob)) != 0 || (err = check_struct_block(blob)) != 0 ||
+	    (err = fdt_check_full(blob, len)) != 0) {
+		pr_err("device state is corrupt (%s)",
+		       err == -1 ? "a node name or property runs past the structure block" :
+				   fdt_strerror(err));
 		return -1;
 	}
 	r->fdt = blob;

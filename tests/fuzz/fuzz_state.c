@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libFuzzer target: the device-state record of a stream or snapshot (an
+ * FDT) through everything that reads it: state_reader_open (libfdt's full
+ * check) and the getters (migration/state.c), vmstate_load and
+ * vmstate_load_clock (migration/vmstate.c) with the VM and vCPU nodes
+ * (arch/x86/vcpu_state.c: TSC rate, irqchips, CPUID against the host's,
+ * register blocks, XSAVE size, the MSR list, events), the UART, the RTC,
+ * the i8042, and the virtio-mmio transport with its queues (rings checked
+ * against guest RAM) and device nodes of virtio-blk, virtio-net and
+ * virtio-rng (fuzz_devices.h: no image, no tap, no threads), and the
+ * --inspect printer (stdout goes to /dev/null); after a whole load, what
+ * each vCPU does before it first runs (clock, TSC, the kvmclock MSRs held
+ * back). When the whole load fails
+ * early, each part is tried on its own too, so that one refusal does not
+ * hide the parsers after it.
+ *
+ * Safe without KVM: the vCPU and VM loaders' ioctls reach a fake KVM
+ * (__wrap_ioctl, linked with -Wl,--wrap=ioctl) that answers for made-up
+ * descriptor numbers only: it reports a host CPUID, takes what is set and
+ * can be told to refuse. Guest RAM is 64 MiB of untouched memfd, as large
+ * as the tests/compat machines whose state records are the seeds.
+ * The VM is set up once; an input costs its parsing.
+ *
+ * Input: u8 settings, then the FDT.
+ *   bit 0: two vCPUs (else one); bits 1-2: how many virtio devices
+ *   vmstate_load sees (blk, net, rng in that order); bit 3: KVM scales the
+ *   TSC; bit 4: XSAVE2 with 8 KiB; bit 5: a host CPUID without leaf 7's
+ *   features and without leaf 0xd.1; bit 6: KVM_SET_MSRS stops at every
+ *   odd-numbered MSR; bit 7: every other KVM_SET_* fails.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arch/x86/cpuid.h"
+#include "arch/x86/vcpu_state.h"
+#include "devices/i8042.h"
+#include "devices/rtc.h"
+#include "devices/serial.h"
+#include "devices/virtio_rng.h"
+#include "migration/vmstate.h"
+#include "tests/fuzz/fuzz_devices.h"
+
+#define RAM             (64ULL << 20)
+#define IMG_SIZE        (1ULL << 20)    /* tests/compat's devices.img: 2048 sectors */
+#define TSC_KHZ         2600000         /* the rate tests/compat's snapshots were saved at */
+#define NR_VCPUS        2
+#define FAKE_KVM        0x4000          /* descriptor numbers nothing real has */
+#define FAKE_VM         (FAKE_KVM + 1)
+#define FAKE_VCPU       (FAKE_KVM + 2)
+
+#define K_TSC_SCALING   0x08
+#define K_XSAVE2        0x10
+#define K_NARROW_CPUID  0x20
+#define K_REFUSE_MSRS   0x40
+#define K_SET_FAILS     0x80
+
+static struct vm vm;
+static uint8_t kvm_mode;
+
+/* ---- a fake KVM for the loaders ---- */
+
+static int fake_cpuid(struct kvm_cpuid2 *c)
+{
+	static const struct { uint32_t fn, idx; bool sig; } leaves[] = {
+		{ 0, 0, false }, { 1, 0, false }, { 7, 0, true }, { 0xd, 0, true },
+		{ 0xd, 1, true }, { 0x80000000, 0, false }, { 0x80000001, 0, false },
+	};
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+		struct kvm_cpuid_entry2 *e;
+
+		if ((kvm_mode & K_NARROW_CPUID) && leaves[i].fn == 0xd && leaves[i].idx == 1)
+			continue;
+		if (n >= c->nent) {
+			errno = E2BIG;
+			return -1;
+		}
+		e = &c->entries[n++];
+		memset(e, 0, sizeof(*e));
+		e->function = leaves[i].fn;
+		e->index = leaves[i].idx;
+		e->flags = leaves[i].sig ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0;
+		e->eax = e->ebx = e->ecx = e->edx = 0xffffffff;
+		if ((kvm_mode & K_NARROW_CPUID) && leaves[i].fn == 7)
+			e->ebx = e->ecx = e->edx = 0;
+	}
+	c->nent = n;
+	return 0;
+}
+
+static int fake_kvm(int fd, unsigned long req, void *arg)
+{
+	switch (req) {
+	case KVM_CHECK_EXTENSION:
+		if ((unsigned long)arg == KVM_CAP_XSAVE2)
+			return kvm_mode & K_XSAVE2 ? 8192 : 0;
+		if ((unsigned long)arg == KVM_CAP_TSC_CONTROL)
+			return !!(kvm_mode & K_TSC_SCALING);
+		return 0;
+	case KVM_GET_CPUID2:
+		return fake_cpuid(arg);
+	case KVM_SET_TSC_KHZ:
+		return kvm_mode & K_TSC_SCALING ? 0 : (errno = EINVAL, -1);
+	case KVM_SET_MSRS: {
+		const struct kvm_msrs *m = arg;
+
+		if (kvm_mode & K_REFUSE_MSRS)
+			for (uint32_t i = 0; i < m->nmsrs; i++)
+				if (m->entries[i].index & 1)
+					return (int)i;
+		return (int)m->nmsrs;
+	}
+	case KVM_SET_CPUID2:
+	case KVM_SET_IRQCHIP:
+	case KVM_SET_REGS:
+	case KVM_SET_SREGS:
+	case KVM_SET_XSAVE:
+	case KVM_SET_XCRS:
+	case KVM_SET_LAPIC:
+	case KVM_SET_VCPU_EVENTS:
+	case KVM_SET_DEBUGREGS:
+	case KVM_SET_MP_STATE:
+		return kvm_mode & K_SET_FAILS ? (errno = EINVAL, -1) : 0;
+	default:
+		/* KVM_IRQ_LINE and the like: accepted. */
+		(void)fd;
+		return 0;
+	}
+}
+
+int __real_ioctl(int fd, unsigned long req, ...);
+int __wrap_ioctl(int fd, unsigned long req, ...);
+
+int __wrap_ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (fd >= FAKE_KVM && fd < FAKE_VCPU + NR_VCPUS)
+		return fake_kvm(fd, req, arg);
+	return __real_ioctl(fd, req, arg);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC), img = memfd_create("fuzz-disk", MFD_CLOEXEC);
+
+	(void)argc;
+	(void)argv;
+	/* FUZZ_LOG=1: say why each input is refused (when reproducing one). */
+	log_threshold = getenv("FUZZ_LOG") ? LOG_DEBUG : LOG_ERR;
+	/* --inspect's report: printed, not looked at. */
+	if (null < 0 || img < 0 || dup2(null, STDOUT_FILENO) < 0 || ftruncate(img, IMG_SIZE) < 0)
+		abort();
+	vm.vm_fd = vm.kvm_fd = -1;      /* the devices are wired to no irqchip */
+	vm.cfg.clock = GUEST_CLOCK_REALTIME;
+	vm.pio.name = "pio";
+	vm.mmio.name = "mmio";
+	if (guest_mem_init(&vm.mem, RAM) < 0 || event_loop_init(&vm.loop) < 0)
+		abort();
+	vm.serial = serial_create(&vm, 0x3f8, 4, null);
+	vm.rtc = rtc_create(&vm);
+	vm.i8042 = i8042_create(&vm);
+	if (!vm.serial || !vm.rtc || !vm.i8042)
+		abort();
+	fuzz_blk_create(&vm, img, IMG_SIZE, "compat");
+	fuzz_net_create(&vm, -1);
+	if (virtio_rng_create(&vm) < 0 || vm.nr_virtio != 3)
+		abort();
+	vm.kvm_fd = FAKE_KVM;
+	vm.vm_fd = FAKE_VM;
+	for (unsigned i = 0; i < NR_VCPUS; i++) {
+		vm.vcpus[i].vm = &vm;
+		vm.vcpus[i].id = i;
+		vm.vcpus[i].fd = FAKE_VCPU + (int)i;
+	}
+	return 0;
+}
+
+static void load(const void *blob, size_t len)
+{
+	struct state_reader root;
+
+	if (vmstate_print(blob, len) < 0)
+		return;         /* state_reader_open refused it: so would everything below */
+	vmstate_load_clock(&vm, blob, len);
+	if (vmstate_load(&vm, blob, len) == 0) {
+		/* What each vCPU thread then does before its first KVM_RUN:
+		 * the clock, the TSC and the held-back kvmclock MSRs, from the
+		 * values just loaded (--clock=realtime, a file's default). */
+		for (unsigned i = 0; i < vm.nr_vcpus; i++)
+			x86_vcpu_first_run(&vm.vcpus[i]);
+		return;
+	}
+	if (state_reader_open(&root, blob, len) < 0)
+		abort();        /* it opened a moment ago */
+	x86_vm_load(&vm, &root);
+	for (unsigned i = 0; i < vm.nr_vcpus; i++) {
+		x86_vcpu_load_cpuid(&vm.vcpus[i], &root);
+		x86_vcpu_load(&vm.vcpus[i], &root);
+	}
+	serial_load(vm.serial, &root);
+	rtc_load(vm.rtc, &root);
+	i8042_load(vm.i8042, &root);
+	for (unsigned i = 0; i < 3; i++)
+		virtio_mmio_load(vm.virtio[i], &root);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	void *blob;
+
+	if (!size)
+		return 0;
+	kvm_mode = data[0];
+	/* What a load may have changed that the next one looks at. */
+	vm.nr_vcpus = 1 + (data[0] & 1);
+	vm.nr_virtio = (data[0] >> 1) & 3;
+	vm.tsc_khz = TSC_KHZ;
+	vm.restore_clock_pending = false;
+	for (unsigned i = 0; i < NR_VCPUS; i++) {
+		vm.vcpus[i].nr_deferred = 0;
+		vm.vcpus[i].restore_tsc_valid = false;
+	}
+	/* A record's payload is malloc'd: as aligned as that, and no larger. */
+	blob = malloc(size - 1 ? size - 1 : 1);
+	if (!blob)
+		abort();
+	memcpy(blob, data + 1, size - 1);
+	load(blob, size - 1);
+	free(blob);
+	return 0;
+}
