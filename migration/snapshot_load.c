@@ -41,8 +41,8 @@ static int read_header(struct snapshot *s, uint64_t file_size)
 	record_free(&rec);
 	if (ret < 0)
 		return -1;
-	/* The RAM area ends before the records do, in 64 bits: a RAM area
-	 * near 2^64 whose end wraps to 0 is no layout either (fuzz_snapshot). */
+	/* The RAM area ends before the records start, computed without
+	 * wrapping: a RAM area whose end passes 2^64 is no layout either. */
 	if (!(s->hdr.flags & FLAG_FILE_LAYOUT) || s->hdr.ram_offset % 4096 ||
 	    s->hdr.ram_length > s->hdr.meta_offset ||
 	    s->hdr.ram_offset > s->hdr.meta_offset - s->hdr.ram_length ||

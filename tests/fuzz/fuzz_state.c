@@ -22,15 +22,22 @@
  * as the tests/compat machines whose state records are the seeds.
  * The VM is set up once; an input costs its parsing.
  *
- * Input: u8 settings, then the FDT.
- *   bit 0: two vCPUs (else one); bits 1-2: how many virtio devices
- *   vmstate_load sees (blk, net, rng in that order); bit 3: KVM scales the
- *   TSC; bit 4: XSAVE2 with 8 KiB; bit 5: a host CPUID without leaf 7's
- *   features and without leaf 0xd.1; bit 6: KVM_SET_MSRS stops at every
- *   odd-numbered MSR; bit 7: every other KVM_SET_* fails.
+ * Input: u8 settings, u8 form, then the tree.
+ *   settings bit 0: two vCPUs (else one); bits 1-2: how many virtio
+ *   devices vmstate_load sees (blk, net, rng in that order); bit 3: KVM
+ *   scales the TSC; bit 4: XSAVE2 with 8 KiB; bit 5: a host CPUID without
+ *   leaf 7's features and without leaf 0xd.1; bit 6: KVM_SET_MSRS stops at
+ *   every odd-numbered MSR; bit 7: every other KVM_SET_* fails.
+ *   form bit 0: the tree as a list of nodes and properties, which this
+ *   harness builds into a well-formed FDT (so that a property can change
+ *   size, which a byte-level mutation of a blob almost never gets right):
+ *   [u8 op][u8 n][n bytes of name], op % 4: 0 begin a node, 1 end one,
+ *   2 a property [u16 length][value], 3 a u32 property [u32 value].
+ *   Else the FDT blob as it is.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libfdt.h>
 #include <linux/kvm.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -190,6 +197,62 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* The list of nodes and properties as an FDT (malloc'd, *len bytes). */
+static void *build(const uint8_t *p, size_t n, size_t *len)
+{
+	size_t cap = 16 * n + 4096;
+	void *fdt = malloc(cap);
+	int depth = 0, err;
+
+	if (!fdt || fdt_create(fdt, (int)cap) || fdt_finish_reservemap(fdt) || fdt_begin_node(fdt, ""))
+		abort();
+	while (n >= 2) {
+		uint8_t op = p[0], k = p[1];
+		char name[256];
+		size_t vlen;
+
+		p += 2;
+		n -= 2;
+		if (k > n)
+			k = (uint8_t)n;
+		memcpy(name, p, k);
+		name[k] = 0;
+		p += k;
+		n -= k;
+		switch (op % 4) {
+		case 0:
+			err = fdt_begin_node(fdt, name);
+			depth += !err;
+			break;
+		case 1:
+			err = depth ? fdt_end_node(fdt) : 0;
+			depth -= depth && !err;
+			break;
+		default:
+			vlen = op % 4 == 3 ? 4 : n >= 2 ? (size_t)(p[0] | p[1] << 8) : 0;
+			if (op % 4 == 2) {
+				p += n >= 2 ? 2 : n;
+				n -= n >= 2 ? 2 : n;
+			}
+			if (vlen > n)
+				vlen = n;
+			err = fdt_property(fdt, name, p, (int)vlen);
+			p += vlen;
+			n -= vlen;
+			break;
+		}
+		if (err)
+			abort();        /* cap covers any list this long */
+	}
+	while (depth-- > 0)
+		if (fdt_end_node(fdt))
+			abort();
+	if (fdt_end_node(fdt) || fdt_finish(fdt))
+		abort();
+	*len = fdt_totalsize(fdt);
+	return fdt;
+}
+
 static void load(const void *blob, size_t len)
 {
 	struct state_reader root;
@@ -222,8 +285,9 @@ static void load(const void *blob, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	void *blob;
+	size_t len;
 
-	if (!size)
+	if (size < 2)
 		return 0;
 	kvm_mode = data[0];
 	/* What a load may have changed that the next one looks at. */
@@ -235,12 +299,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		vm.vcpus[i].nr_deferred = 0;
 		vm.vcpus[i].restore_tsc_valid = false;
 	}
-	/* A record's payload is malloc'd: as aligned as that, and no larger. */
-	blob = malloc(size - 1 ? size - 1 : 1);
-	if (!blob)
-		abort();
-	memcpy(blob, data + 1, size - 1);
-	load(blob, size - 1);
+	if (data[1] & 1) {
+		blob = build(data + 2, size - 2, &len);
+	} else {
+		/* A record's payload is malloc'd: as aligned as that, no larger. */
+		len = size - 2;
+		blob = malloc(len ? len : 1);
+		if (!blob)
+			abort();
+		memcpy(blob, data + 2, len);
+	}
+	load(blob, len);
 	free(blob);
 	return 0;
 }

@@ -276,7 +276,7 @@ def state_fdt():
 
 def snapshot(layout, pages, ws=True, crc_fix=False, lazy=False, raw=False, bad_crc=False, major=1,
              ram_off=RAM_OFF, meta_off=None, hdr_ram_length=None, index_extra=b"", ws_extra=b"",
-             ws_count_delta=0):
+             ws_count_delta=0, index=None, machine=None, state=None, present_delta=0, layout_flag=None):
     """A framed (or raw) fuzz_snapshot input for a whole valid file."""
     sizes = LAYOUTS[layout]
     ram_length = sum(-(-s // CHUNK) * CHUNK for s in sizes)
@@ -284,8 +284,9 @@ def snapshot(layout, pages, ws=True, crc_fix=False, lazy=False, raw=False, bad_c
     crcs = chunk_crcs(layout, pages)
     if bad_crc:
         crcs[0] ^= 1
-    index = struct.pack("<I", CHUNK) + b"".join(struct.pack("<I", c) for c in crcs) + index_extra
-    meta = [(2, machine_fdt(ram_size, disks=ws)), (4, index)]
+    if index is None:
+        index = struct.pack("<I", CHUNK) + b"".join(struct.pack("<I", c) for c in crcs) + index_extra
+    meta = [(2, machine_fdt(ram_size, disks=ws) if machine is None else machine), (4, index)]
     if ws:
         npages = ram_size // PAGE
         bits = bytearray((npages + 63) // 64 * 8)
@@ -293,15 +294,18 @@ def snapshot(layout, pages, ws=True, crc_fix=False, lazy=False, raw=False, bad_c
             bits[p // 8] |= 1 << (p % 8)
         count = sum(bin(b).count("1") for b in bits)
         meta.append((13, struct.pack("<QQ", npages, count + ws_count_delta) + bytes(bits) + ws_extra))
-    meta.append((5, state_fdt()))
+    meta.append((5, state_fdt() if state is None else state))
     # Pages written as data count as present, zero-filled ones too (SEEK_DATA sees them).
-    meta.append((6, struct.pack("<QQQQ", 1 + len(meta), len(pages), ram_size // PAGE - len(pages), ram_size)))
+    meta.append((6, struct.pack("<QQQQ", 1 + len(meta), len(pages) + present_delta,
+                                ram_size // PAGE - len(pages), ram_size)))
     meta_len = sum(16 + len(p) + 4 for _, p in meta)
     if meta_off is None:
         meta_off = ram_off + ram_length
     hdr = b"MINIVMM\n" + struct.pack("<HHIQQQQ", major, 3, 1, ram_off,
                                       ram_length if hdr_ram_length is None else hdr_ram_length, meta_off, meta_len)
-    flags = (0 if raw else 1) | (2 if crc_fix else 0) | (4 if lazy else 0) | (8 if layout == "B" else 0)
+    if layout_flag is None:
+        layout_flag = layout
+    flags = (0 if raw else 1) | (2 if crc_fix else 0) | (4 if lazy else 0) | (8 if layout_flag == "B" else 0)
     page_list = bytes([len(pages)]) + b"".join(struct.pack("<HB", p, v) for p, v in pages.items())
     if raw:
         return bytes([flags]) + record(1, hdr) + page_list + b"".join(record(t, p) for t, p in meta)
@@ -326,6 +330,11 @@ def gen_snapshot(out):
         "a-index-odd-length": snapshot("A", pages, index_extra=b"\0"),
         "a-working-set-long": snapshot("A", pages, ws_extra=bytes(8)),
         "a-working-set-miscounted": snapshot("A", pages, ws_count_delta=1),
+        "a-index-empty": snapshot("A", pages, index=b""),
+        "a-in-layout-b": snapshot("A", pages, layout_flag="B"),
+        "a-present-miscounted": snapshot("A", pages, present_delta=1),
+        "a-machine-not-fdt": snapshot("A", pages, machine=b"not a device tree"),
+        "a-state-not-fdt": snapshot("A", pages, state=b"not a device tree either"),
         "b-framed": snapshot("B", {0: 1, 768: 2, 1024: 3, 1279: 4}),
         "b-crc-fixed": snapshot("B", {3: 5, 1100: 6}, crc_fix=True, bad_crc=True),
         "b-raw": snapshot("B", {2: 9}, raw=True),
@@ -352,15 +361,49 @@ def compat_records(path):
     return recs
 
 
+def fdt_ops(blob):
+    """An FDT as fuzz_state.c's list of nodes and properties (form 1)."""
+    off_struct, off_strings = struct.unpack_from(">II", blob, 8)
+    size_struct = struct.unpack_from(">I", blob, 36)[0]
+    out, o, depth = b"", off_struct, 0
+    while o < off_struct + size_struct:
+        tag = struct.unpack_from(">I", blob, o)[0]
+        o += 4
+        if tag == 1:                          # begin node
+            end = blob.index(b"\0", o)
+            name = blob[o:end]
+            if depth:                         # the harness makes the root
+                out += bytes([0, len(name)]) + name
+            depth += 1
+            o = (end + 1 + 3) & ~3
+        elif tag == 2:                        # end node
+            depth -= 1
+            if depth:
+                out += bytes([1, 0])
+        elif tag == 3:                        # property
+            length, nameoff = struct.unpack_from(">II", blob, o)
+            o += 8
+            name = blob[off_strings + nameoff:blob.index(b"\0", off_strings + nameoff)]
+            out += bytes([2, len(name)]) + name + struct.pack("<H", length) + blob[o:o + length]
+            o = (o + length + 3) & ~3
+        elif tag == 9:
+            break
+    return out
+
+
 def gen_state(out):
     # fuzz_state.c's first byte: bit 0 two vCPUs (else one), bits 1-2 how
-    # many virtio devices vmstate_load sees, the rest fake-KVM behaviour.
+    # many virtio devices vmstate_load sees, the rest fake-KVM behaviour;
+    # second byte: 0 the FDT as it is, 1 a list the harness builds one from.
     for version in ("v1.0", "v1.1", "v1.2", "v1.3"):
         for kind, flags in (("plain", 0x01), ("devices", 0x04)):
             path = os.path.join(ROOT, "tests", "compat", version, kind + ".snap.xz")
             state = compat_records(path)[5]
-            write(out, f"{kind}-{version}", bytes([flags]) + state)
-    write(out, "small", bytes([0x02]) + state_fdt())
+            write(out, f"{kind}-{version}", bytes([flags, 0]) + state)
+            if version == "v1.3":
+                write(out, f"{kind}-{version}-built", bytes([flags, 1]) + fdt_ops(state))
+    write(out, "small", bytes([0x02, 0]) + state_fdt())
+    write(out, "small-built", bytes([0x02, 1]) + fdt_ops(state_fdt()))
 
 
 def main():

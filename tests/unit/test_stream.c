@@ -4,6 +4,7 @@
  * description: round trips, and every bound a hostile stream could push on.
  */
 #include <check.h>
+#include <libfdt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -211,6 +212,39 @@ START_TEST(state_round_trip_and_checks)
 }
 END_TEST
 
+/* libfdt 1.6's fdt_check_full() loops forever on a property whose length
+ * (0xfffffff4) brings fdt_next_tag()'s offset back to its own tag (found by
+ * tests/fuzz/fuzz_state): the reader refuses it before libfdt walks it, and
+ * a name running past the structure block too. */
+START_TEST(state_struct_block_checked)
+{
+	static const uint8_t prop_a[8] = { 0, 0, 0, 3, 0, 0, 0, 4 };   /* FDT_PROP, 4 bytes */
+	struct state_writer w;
+	struct state_reader r;
+	void *blob;
+	size_t len;
+	uint8_t *st, *p;
+
+	ck_assert_int_eq(state_writer_init(&w), 0);
+	state_node_begin(&w, "dev0", 1);
+	state_put_u32(&w, "a", 1);
+	state_node_end(&w);
+	ck_assert_int_eq(state_writer_finish(&w, &blob, &len), 0);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), 0);
+	st = (uint8_t *)blob + fdt_off_dt_struct(blob);
+	p = memmem(st, fdt_size_dt_struct(blob), prop_a, sizeof(prop_a));
+	ck_assert_ptr_nonnull(p);
+	memcpy(p + 4, "\xff\xff\xff\xf4", 4);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), -1);
+	memcpy(p + 4, "\x00\x00\x00\x04", 4);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), 0);
+	/* The root node's name without its NUL: runs to the end of the block. */
+	memset(st + 4, 'x', fdt_size_dt_struct(blob) - 4);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), -1);
+	free(blob);
+}
+END_TEST
+
 START_TEST(machine_round_trip_and_backends)
 {
 	static struct vm vm;
@@ -275,6 +309,7 @@ int main(void)
 	tcase_add_test(tc, record_bounds);
 	tcase_add_test(tc, header_versions);
 	tcase_add_test(tc, state_round_trip_and_checks);
+	tcase_add_test(tc, state_struct_block_checked);
 	tcase_add_test(tc, machine_round_trip_and_backends);
 	suite_add_tcase(s, tc);
 	return check_run(s);
