@@ -390,3 +390,21 @@ const char *state_prop_name(const struct state_reader *r, int off)
 
 	return fdt_getprop_by_offset(r->fdt, off, &name, NULL) ? name : NULL;
 }
+
+int state_prop_u64(const struct state_reader *r, int off, uint64_t *v)
+{
+	const char *name = NULL;
+	int len;
+	const void *p = fdt_getprop_by_offset(r->fdt, off, &name, &len);
+	fdt64_t be;
+
+	if (!p || !name) {
+		pr_err("device state: %s has a malformed property", r->path);
+		return -1;
+	}
+	if (len != 8)
+		return bad_size(r, name, len, 8);
+	memcpy(&be, p, 8);
+	*v = fdt64_to_cpu(be);
+	return 0;
+}

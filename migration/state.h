@@ -74,5 +74,8 @@ const char *state_node_name(const struct state_reader *r);
 int state_first_prop(const struct state_reader *r);
 int state_next_prop(const struct state_reader *r, int off);
 const char *state_prop_name(const struct state_reader *r, int off);
+/* The property at `off` as a u64 (exactly 8 bytes): no lookup by name, so
+ * a walk over a node's properties stays linear however many it has. */
+int state_prop_u64(const struct state_reader *r, int off, uint64_t *v);
 
 #endif

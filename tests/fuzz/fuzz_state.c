@@ -197,10 +197,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* libfdt's sequential writer out of room: twice the room. */
+static void *grow(void *fdt, size_t *cap)
+{
+	void *bigger = malloc(*cap * 2);
+
+	if (!bigger || fdt_resize(fdt, bigger, (int)(*cap * 2)))
+		abort();
+	free(fdt);
+	*cap *= 2;
+	return bigger;
+}
+
 /* The list of nodes and properties as an FDT (malloc'd, *len bytes). */
 static void *build(const uint8_t *p, size_t n, size_t *len)
 {
-	size_t cap = 16 * n + 4096;
+	size_t cap = 2 * n + 1024;
 	void *fdt = malloc(cap);
 	int depth = 0, err;
 
@@ -219,35 +231,41 @@ static void *build(const uint8_t *p, size_t n, size_t *len)
 		name[k] = 0;
 		p += k;
 		n -= k;
-		switch (op % 4) {
-		case 0:
-			err = fdt_begin_node(fdt, name);
-			depth += !err;
-			break;
-		case 1:
-			err = depth ? fdt_end_node(fdt) : 0;
-			depth -= depth && !err;
-			break;
-		default:
-			vlen = op % 4 == 3 ? 4 : n >= 2 ? (size_t)(p[0] | p[1] << 8) : 0;
-			if (op % 4 == 2) {
-				p += n >= 2 ? 2 : n;
-				n -= n >= 2 ? 2 : n;
-			}
-			if (vlen > n)
-				vlen = n;
-			err = fdt_property(fdt, name, p, (int)vlen);
-			p += vlen;
-			n -= vlen;
-			break;
+		vlen = op % 4 == 3 ? 4 : op % 4 == 2 && n >= 2 ? (size_t)(p[0] | p[1] << 8) : 0;
+		if (op % 4 == 2) {
+			p += n >= 2 ? 2 : n;
+			n -= n >= 2 ? 2 : n;
 		}
+		if (vlen > n)
+			vlen = n;
+		do {
+			switch (op % 4) {
+			case 0:
+				err = fdt_begin_node(fdt, name);
+				break;
+			case 1:
+				err = depth ? fdt_end_node(fdt) : 0;
+				break;
+			default:
+				err = fdt_property(fdt, name, p, (int)vlen);
+				break;
+			}
+		} while (err == -FDT_ERR_NOSPACE && (fdt = grow(fdt, &cap)));
 		if (err)
-			abort();        /* cap covers any list this long */
-	}
-	while (depth-- > 0)
-		if (fdt_end_node(fdt))
 			abort();
-	if (fdt_end_node(fdt) || fdt_finish(fdt))
+		depth += op % 4 == 0 ? 1 : op % 4 == 1 && depth ? -1 : 0;
+		p += vlen;
+		n -= vlen;
+	}
+	for (depth++; depth > 0; depth--) {     /* the root too */
+		while ((err = fdt_end_node(fdt)) == -FDT_ERR_NOSPACE)
+			fdt = grow(fdt, &cap);
+		if (err)
+			abort();
+	}
+	while ((err = fdt_finish(fdt)) == -FDT_ERR_NOSPACE)
+		fdt = grow(fdt, &cap);
+	if (err)
 		abort();
 	*len = fdt_totalsize(fdt);
 	return fdt;

@@ -200,6 +200,18 @@ START_TEST(state_round_trip_and_checks)
 	ck_assert_int_eq(state_get_str(&n, "name", &str, 3), -1);
 	ck_assert_int_eq(state_get_str(&n, "a", &str, 16), -1);         /* not a string */
 	ck_assert_int_eq(state_node_open(&r, "dev1", &c), -1);
+	/* Walking the properties: each one's value by its offset. */
+	for (int off = state_first_prop(&n); off >= 0; off = state_next_prop(&n, off)) {
+		const char *pname = state_prop_name(&n, off);
+
+		ck_assert_ptr_nonnull(pname);
+		if (!strcmp(pname, "b")) {
+			ck_assert_int_eq(state_prop_u64(&n, off, &u64), 0);
+			ck_assert_uint_eq(u64, 0x0123456789abcdefULL);
+		} else if (!strcmp(pname, "a")) {
+			ck_assert_int_eq(state_prop_u64(&n, off, &u64), -1);    /* 4 bytes */
+		}
+	}
 	ck_assert(state_node_exists(&n, "child"));
 	ck_assert_int_eq(state_first_child(&n, &c), 0);
 	ck_assert_str_eq(state_node_name(&c), "child");
