@@ -190,11 +190,12 @@ int state_reader_open(struct state_reader *r, const void *blob, size_t len)
 		pr_err("device state is corrupt (%s)", fdt_strerror(-FDT_ERR_TRUNCATED));
 		return -1;
 	}
-	if ((err = fdt_check_header(blob)) != 0 || (err = check_struct_block(blob)) != 0 ||
-	    (err = fdt_check_full(blob, len)) != 0) {
-		pr_err("device state is corrupt (%s)",
-		       err == -1 ? "a node name or property runs past the structure block" :
-				   fdt_strerror(err));
+	if ((err = fdt_check_header(blob)) == 0 && check_struct_block(blob) < 0) {
+		pr_err("device state is corrupt (a node name or property runs past the structure block)");
+		return -1;
+	}
+	if (err || (err = fdt_check_full(blob, len)) != 0) {
+		pr_err("device state is corrupt (%s)", fdt_strerror(err));
 		return -1;
 	}
 	r->fdt = blob;

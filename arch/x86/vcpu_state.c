@@ -257,7 +257,7 @@ static int load_msrs(struct vcpu *v, const struct state_reader *cpu)
 		idx = strtoul(name, &end, 16);
 		/* The value at this offset, not looked up by name: a node of
 		 * n distinct names for the same MSR (" 11", "011", ...) would
-		 * cost n^2 lookups, hours for a 64 MiB state (fuzz_state). */
+		 * cost n^2 lookups: hours for a 64 MiB state. */
 		if (*end || idx > 0xffffffffUL || state_prop_u64(&m, off, &val) < 0)
 			goto out;
 		if (idx == MSR_KVM_WALL_CLOCK || idx == MSR_KVM_WALL_CLOCK_NEW)

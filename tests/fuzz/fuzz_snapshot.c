@@ -8,10 +8,11 @@
  * holds, read into guest RAM, or mapped copy-on-write as --lazy=mmap
  * does), snapshot_working_set, and snapshot_inspect (machine and state
  * printers; stdout goes to /dev/null), checking what the file's layout was
- * promised to be once open. Guest RAM is one of two layouts set
- * up once: A, 4 MiB at 0; B, 3 MiB + 4 KiB at 0 and 1 MiB at 4 GiB (a
- * partial chunk, then a second region; pages not a multiple of 64). Safe without KVM: nothing but a memfd
- * standing for the file and the memfds of guest RAM is touched.
+ * promised to be once open. Guest RAM is one of two layouts set up once:
+ * A, 4 MiB at 0; B, 3 MiB + 4 KiB at 0 and 1 MiB at 4 GiB (a partial
+ * chunk, then a second region; pages not a multiple of 64). Safe without
+ * KVM: nothing but a memfd standing for the file and the memfds of guest
+ * RAM is touched.
  *
  * The input is a file with the real layout, written into a memfd (one,
  * made once; truncated per input) that is opened by its /proc/self/fd path,

@@ -9,9 +9,9 @@ Run by hand when a format changes; the output is checked in:
     tests/fuzz/gen_corpus.py state     tests/fuzz/corpus/state
 
 The state seeds are the device-state records of the snapshots in
-tests/compat (every format version), each behind the target's one byte of
-fake-KVM settings. Regression inputs (regress-*) are kept as found, not
-generated."""
+tests/compat (every format version), behind the target's settings and form
+bytes, as they are and (1.3) as lists of nodes and properties. Regression
+inputs (regress-*) are not generated here: they stay as they were found."""
 import lzma
 import os
 import struct
