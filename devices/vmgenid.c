@@ -24,15 +24,13 @@
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
-static int new_id(struct vm *vm)
+static int new_id(struct vm *vm, uint8_t id[VMGENID_SIZE])
 {
-	uint8_t id[VMGENID_SIZE];
-
-	if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
+	if (getrandom(id, VMGENID_SIZE, 0) != VMGENID_SIZE) {
 		pr_err("VM generation ID: getrandom: %s", strerror(errno));
 		return -1;
 	}
-	if (guest_mem_write(&vm->mem, vm->genid.addr, id, sizeof(id)) < 0) {
+	if (guest_mem_write(&vm->mem, vm->genid.addr, id, VMGENID_SIZE) < 0) {
 		pr_err("VM generation ID: 0x%llx is not in guest RAM",
 		       (unsigned long long)vm->genid.addr);
 		return -1;
@@ -42,9 +40,11 @@ static int new_id(struct vm *vm)
 
 int vmgenid_boot(struct vm *vm)
 {
+	uint8_t id[VMGENID_SIZE];
+
 	vm->genid.addr = LAYOUT_VMGENID;
 	vm->genid.gsi = IRQ_GED;
-	return new_id(vm);
+	return new_id(vm, id);
 }
 
 static void pulse(struct vm *vm, uint32_t gsi)
@@ -66,17 +66,15 @@ int vmgenid_new_copy(struct vm *vm)
 		pr_debug("VM generation ID: the saved machine has none (format before 1.3)");
 		return 0;
 	}
-	if (new_id(vm) < 0)
+	if (new_id(vm, id) < 0)
 		return -1;
 	pulse(vm, vm->genid.gsi);
-	if (vmgenid_read(vm, id) == 0) {
-		vmgenid_format(id, s);
-		pr_debug("VM generation ID: new copy, ID %s", s);
-	}
+	vmgenid_format(id, s);
+	pr_debug("VM generation ID: new copy, ID %s", s);
 	return 0;
 }
 
-int vmgenid_read(struct vm *vm, uint8_t id[VMGENID_SIZE])
+int vmgenid_read(const struct vm *vm, uint8_t id[VMGENID_SIZE])
 {
 	if (!vm->genid.addr)
 		return -1;

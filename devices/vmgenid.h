@@ -38,7 +38,7 @@ int vmgenid_boot(struct vm *vm);
 int vmgenid_new_copy(struct vm *vm);
 
 /* The ID as the guest sees it now (read from guest RAM). -1 if none. */
-int vmgenid_read(struct vm *vm, uint8_t id[VMGENID_SIZE]);
+int vmgenid_read(const struct vm *vm, uint8_t id[VMGENID_SIZE]);
 
 /* The ID as a GUID string in memory byte order, e.g. for query-vm-generation-id.
  * Inline: --inspect and the machine-record fuzzer print it without the device. */

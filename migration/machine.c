@@ -21,8 +21,7 @@ static void save_vmgenid(const struct vm *vm, struct state_writer *w)
 {
 	uint8_t id[VMGENID_SIZE];
 
-	if (!vm->genid.addr ||
-	    guest_mem_read(&vm->mem, vm->genid.addr, id, sizeof(id)) < 0)
+	if (vmgenid_read(vm, id) < 0)
 		return;
 	state_node_begin(w, "vmgenid", 1);
 	state_put_u64(w, "addr", vm->genid.addr);

@@ -22,8 +22,8 @@ QMP_TIME    ?= 15
 # The machine record (tests/fuzz/fuzz_machine.c); seeds in tests/fuzz/corpus/machine.
 # Only machine_load() is wanted from machine.c: unused sections (machine_save
 # and what it calls) are dropped at link time.
-MACHINE_SRC := tests/fuzz/fuzz_machine.c migration/machine.c migration/state.c vmm/guest_mem.c \
-               vmm/log.c
+MACHINE_SRC := tests/fuzz/fuzz_machine.c migration/machine.c migration/state.c devices/vmgenid.c \
+               vmm/guest_mem.c vmm/log.c
 MACHINE_TIME ?= 15
 # The --kernel loaders (tests/fuzz/fuzz_kernel.c); seeds in tests/fuzz/corpus/kernel.
 KERNEL_SRC  := tests/fuzz/fuzz_kernel.c arch/x86/boot.c arch/x86/boot_linux.c \
@@ -38,7 +38,7 @@ VQ_SRC      := tests/fuzz/fuzz_virtqueue.c devices/virtqueue.c devices/virtio_mm
                devices/virtio_mmio_state.c devices/virtio_rng.c migration/state.c \
                vmm/guest_mem.c vmm/io_bus.c vmm/event_loop.c vmm/log.c vmm/lockdown.c \
                vmm/seccomp.c vmm/failpoint.c
-VQ_DEPS     := tests/fuzz/fuzz_devices.h devices/virtio_blk.c devices/blk_io.c devices/virtio_net.c
+VQ_DEPS     := tests/fuzz/fuzz_devices.h tests/fuzz/fuzz_common.h devices/virtio_blk.c devices/blk_io.c devices/virtio_net.c
 VQ_LIBS     := -lfdt -lseccomp -lcap-ng
 VQ_TIME     ?= 10
 # What reads a device-state record (the FDT) besides the devices' own
@@ -52,8 +52,8 @@ STATE_LOAD_SRC := migration/vmstate.c migration/state.c arch/x86/vcpu_state.c ar
 STATE_CFLAGS := -ffunction-sections -Wl,--gc-sections -Wno-gnu-variable-sized-type-not-at-end
 # The snapshot file reader (tests/fuzz/fuzz_snapshot.c); seeds in tests/fuzz/corpus/snapshot.
 SNAP_SRC    := tests/fuzz/fuzz_snapshot.c migration/snapshot_load.c migration/stream.c \
-               migration/crc32c.c migration/ram_file.c migration/machine.c migration/tls.c \
-               migration/ktls.c $(STATE_LOAD_SRC)
+               migration/crc32c.c migration/ram_file.c migration/machine.c devices/vmgenid.c \
+               migration/tls.c migration/ktls.c $(STATE_LOAD_SRC)
 SNAP_TIME   ?= 10
 # The device-state record through every loader that runs without KVM, the
 # vCPU and VM nodes against a fake KVM (tests/fuzz/fuzz_state.c: its
@@ -70,7 +70,7 @@ $(FUZZ_DIR)/fuzz_virtqueue: $(VQ_SRC) $(VQ_DEPS) $(wildcard devices/*.h migratio
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -ffunction-sections -Wl,--gc-sections -o $@ $(VQ_SRC) $(VQ_LIBS)
 
-$(FUZZ_DIR)/fuzz_snapshot: $(SNAP_SRC) $(wildcard arch/x86/*.h devices/*.h migration/*.h vmm/*.h)
+$(FUZZ_DIR)/fuzz_snapshot: $(SNAP_SRC) tests/fuzz/fuzz_common.h $(wildcard arch/x86/*.h devices/*.h migration/*.h vmm/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(STATE_CFLAGS) -o $@ $(SNAP_SRC) -lfdt -lgnutls
 
@@ -91,7 +91,7 @@ $(FUZZ_DIR)/fuzz_qmp: $(QMP_SRC) vmm/qmp.h vmm/log.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(QMP_SRC) -ljson-c
 
-$(FUZZ_DIR)/fuzz_stream: $(FUZZ_SRC) $(wildcard migration/*.h vmm/*.h)
+$(FUZZ_DIR)/fuzz_stream: $(FUZZ_SRC) $(wildcard migration/*.h vmm/*.h) tests/fuzz/fuzz_common.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRC) $(FUZZ_LIBS)
 

@@ -38,6 +38,7 @@
 #include "migration/crc32c.h"
 #include "migration/ram_file.h"
 #include "migration/snapshot.h"
+#include "tests/fuzz/fuzz_common.h"
 #include "vmm/log.h"
 
 #define FILE_MAX        (64ULL << 20)   /* offsets the input may place things at */
@@ -54,20 +55,6 @@ static uint32_t zero_crcs[PER_CHUNK];   /* a chunk of holes' page CRCs */
 static unsigned nr_pages;
 static struct { uint16_t page; uint8_t fill; } pages[256];
 
-static void region_init(struct mem_region *r, uint64_t gpa, uint64_t size, unsigned slot)
-{
-	r->gpa = gpa;
-	r->size = size;
-	r->slot = slot;
-	r->memfd = memfd_create("fuzz-ram", MFD_CLOEXEC);
-	if (r->memfd < 0 || ftruncate(r->memfd, (off_t)size) < 0)
-		abort();
-	r->hva = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
-	r->vmm_dirty = calloc((size / GUEST_PAGE_SIZE + 63) / 64, sizeof(uint64_t));
-	if (r->hva == MAP_FAILED || !r->vmm_dirty)
-		abort();
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct guest_mem *a = &vms[0].mem, *b = &vms[1].mem;
@@ -81,11 +68,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (null < 0 || dup2(null, STDOUT_FILENO) < 0)
 		abort();
 	close(null);
-	region_init(&a->regions[0], 0, 4ULL << 20, 0);
+	fuzz_region_init(&a->regions[0], 0, 4ULL << 20, 0, 0);
 	a->nr_regions = 1;
 	a->ram_size = 4ULL << 20;
-	region_init(&b->regions[0], 0, (3ULL << 20) + GUEST_PAGE_SIZE, 0);
-	region_init(&b->regions[1], 4ULL << 30, 1ULL << 20, 1);
+	fuzz_region_init(&b->regions[0], 0, (3ULL << 20) + GUEST_PAGE_SIZE, 0, 0);
+	fuzz_region_init(&b->regions[1], 4ULL << 30, 1ULL << 20, 1, 0);
 	b->nr_regions = 2;
 	b->ram_size = (4ULL << 20) + GUEST_PAGE_SIZE;
 	file_fd = memfd_create("fuzz-snapshot", MFD_CLOEXEC);
@@ -99,24 +86,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	for (unsigned p = 0; p < PER_CHUNK; p++)
 		zero_crcs[p] = fill_crc[0];
 	return 0;
-}
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t get8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint16_t get16(struct input *in)
-{
-	return (uint16_t)(get8(in) | get8(in) << 8);
 }
 
 static void put(const void *p, size_t len, uint64_t off)

@@ -20,6 +20,7 @@
 
 #include "migration/crc32c.h"
 #include "migration/stream_rx.h"
+#include "tests/fuzz/fuzz_common.h"
 #include "vmm/guest_mem.h"
 
 #define LOW_RAM   (1ULL << 20)
@@ -29,27 +30,12 @@
 static struct guest_mem mem;
 static int stream_fd = -1;
 
-static void region_init(struct mem_region *r, uint64_t gpa, uint64_t size, unsigned slot)
-{
-	r->gpa = gpa;
-	r->size = size;
-	r->slot = slot;
-	/* A memfd, as in the VMM: batches are written into it with pwrite. */
-	r->memfd = memfd_create("fuzz-ram", MFD_CLOEXEC);
-	if (r->memfd < 0 || ftruncate(r->memfd, (off_t)size) < 0)
-		abort();
-	r->hva = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
-	r->vmm_dirty = calloc((size / GUEST_PAGE_SIZE + 63) / 64, sizeof(uint64_t));
-	if (r->hva == MAP_FAILED || !r->vmm_dirty)
-		abort();
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	region_init(&mem.regions[0], 0, LOW_RAM, 0);
-	region_init(&mem.regions[1], HIGH_GPA, HIGH_RAM, 1);
+	fuzz_region_init(&mem.regions[0], 0, LOW_RAM, 0, 0);
+	fuzz_region_init(&mem.regions[1], HIGH_GPA, HIGH_RAM, 1, 0);
 	mem.nr_regions = 2;
 	mem.ram_size = LOW_RAM + HIGH_RAM;
 	stream_fd = memfd_create("fuzz-stream", MFD_CLOEXEC);

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_rng.h"
+#include "tests/fuzz/fuzz_common.h"
 #include "tests/fuzz/fuzz_devices.h"
 
 #define RAM0            (32ULL << 20)
@@ -82,24 +83,6 @@ static struct vq_elem elem, elem2;
 static uint8_t scratch[TOUCH_MAX];
 static bool verbose;                    /* FUZZ_LOG: what became of each input */
 
-static void region_init(struct mem_region *r, uint64_t gpa, uint64_t size, unsigned slot)
-{
-	uint8_t *area = mmap(NULL, size + 2 * GUARD, PROT_NONE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	r->gpa = gpa;
-	r->size = size;
-	r->slot = slot;
-	r->memfd = memfd_create("fuzz-ram", MFD_CLOEXEC);
-	if (area == MAP_FAILED || r->memfd < 0 || ftruncate(r->memfd, (off_t)size) < 0)
-		abort();
-	r->hva = mmap(area + GUARD, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-		      r->memfd, 0);
-	r->vmm_dirty = calloc((size / GUEST_PAGE_SIZE + 63) / 64, sizeof(uint64_t));
-	if (r->hva == MAP_FAILED || !r->vmm_dirty)
-		abort();
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	int sv[2];
@@ -112,8 +95,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	vm.vm_fd = vm.kvm_fd = -1;
 	vm.pio.name = "pio";
 	vm.mmio.name = "mmio";
-	region_init(&vm.mem.regions[0], 0, RAM0, 0);
-	region_init(&vm.mem.regions[1], HIGH_GPA, HIGH_RAM, 1);
+	fuzz_region_init(&vm.mem.regions[0], 0, RAM0, 0, GUARD);
+	fuzz_region_init(&vm.mem.regions[1], HIGH_GPA, HIGH_RAM, 1, GUARD);
 	vm.mem.nr_regions = 2;
 	vm.mem.ram_size = RAM0 + HIGH_RAM;
 	img_fd = memfd_create("fuzz-disk", MFD_CLOEXEC);
@@ -127,31 +110,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	rng = vm.virtio[vm.nr_virtio - 1];
 	return 0;
-}
-
-/* ---- reading the input ---- */
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t get8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint16_t get16(struct input *in)
-{
-	return (uint16_t)(get8(in) | get8(in) << 8);
-}
-
-static uint32_t get32(struct input *in)
-{
-	return get16(in) | (uint32_t)get16(in) << 16;
 }
 
 /* ---- laying out the rings ---- */

@@ -20,9 +20,9 @@ import time
 
 import pytest
 
-from conftest import MINIVMM, Proc, debian_kernel, linux_initramfs, run_minivmm, scaled
+from conftest import MINIVMM, Proc, debian_kernel, linux_initramfs, run_minivmm
 from test_generation import qmp_id
-from test_snapshot import save
+from test_snapshot import save, wait_socket
 
 pytestmark = pytest.mark.skipif(
     os.path.exists("/sys/module/kvm_pvm"),
@@ -78,18 +78,10 @@ def qmp_genid(sock):
     return qmp_id(sock).replace("-", "")
 
 
-def wait_socket(proc, sock):
-    deadline = time.monotonic() + scaled(30)
-    while not os.path.exists(sock):
-        assert proc.proc.poll() is None, "minivmm exited: " + proc.tail()
-        assert time.monotonic() < deadline, "no control socket: " + proc.tail()
-        time.sleep(0.05)        # polling a path, bounded by the deadline
-
-
 def restore(tmp_path, snap, name, extra=()):
     sock = str(tmp_path / f"{name}.sock")
     d = Linux([MINIVMM, "--incoming", f"file:{snap}", "--api-sock", sock, "-v", *extra])
-    wait_socket(d, sock)
+    wait_socket(d, sock).close()
     return d, sock
 
 
