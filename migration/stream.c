@@ -35,7 +35,7 @@ bool chan_pending(const struct chan *c)
 static ssize_t chan_writev_once(struct chan *c, struct iovec *iov, int n)
 {
 	if (c->tls)
-		return tls_send(c->tls, iov->iov_base, iov->iov_len);
+		return tls_sendv(c->tls, iov, n);
 	if (c->seekable)
 		return pwritev(c->fd, iov, n > IOV_BATCH ? IOV_BATCH : n, (off_t)c->off);
 	return writev(c->fd, iov, n > IOV_BATCH ? IOV_BATCH : n);
@@ -53,11 +53,6 @@ int chan_writev(struct chan *c, struct iovec *iov, int n)
 	while (n > 0) {
 		ssize_t r;
 
-		if (c->tls && !iov->iov_len) {  /* TLS sends one buffer at a time */
-			iov++;
-			n--;
-			continue;
-		}
 		r = chan_writev_once(c, iov, n);
 
 		if (r < 0 && errno == EINTR)

@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "migration/ktls.h"
@@ -51,10 +53,28 @@ struct tls_creds {
 	gnutls_psk_server_credentials_t psk_server;
 };
 
+/*
+ * Where GnuTLS keeps the record layer, the cost per byte is AES-GCM, but the
+ * cost per record and per syscall is what made a 1 GiB stream slow on hosts
+ * where syscalls are dear: a record per 4 KiB page and a send() each, and two
+ * recv()s per record (its header, then its body). So sends are gathered
+ * into full-size records (STAGE_MAX) and corked, one sendmsg() per batch;
+ * receives read ahead into rbuf (RBUF_SIZE), and GnuTLS takes its small
+ * reads from there. Read-ahead starts only after the handshake, and only
+ * where the kernel does not take the receiving side: bytes read ahead would
+ * be lost to kernel TLS.
+ */
+#define STAGE_MAX  16384                /* TLS's largest plaintext record */
+#define SEND_BATCH (256 * 1024)         /* plaintext corked before one flush */
+#define RBUF_SIZE  (256 * 1024)
+
 struct tls_link {
 	gnutls_session_t s;
 	int fd;
 	bool ktls_tx, ktls_rx;          /* that direction's records are the kernel's */
+	uint8_t *stage;                 /* STAGE_MAX: small buffers gathered into one record */
+	uint8_t *rbuf;                  /* RBUF_SIZE: ciphertext read ahead */
+	size_t rpos, rlen;              /* rbuf[rpos..rlen) not yet given to GnuTLS */
 };
 
 static bool readable(const char *dir, const char *name, char *path, size_t len)
@@ -247,6 +267,82 @@ static void handshake_why(gnutls_session_t s, int ret, char *why, size_t whylen)
 		 "the peer said nothing within the timeout" : gnutls_strerror(ret));
 }
 
+static ssize_t link_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int n)
+{
+	struct tls_link *t = ptr;
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+
+	return sendmsg(t->fd, &m, MSG_NOSIGNAL);
+}
+
+static ssize_t link_push(gnutls_transport_ptr_t ptr, const void *buf, size_t len)
+{
+	struct tls_link *t = ptr;
+
+	return send(t->fd, buf, len, MSG_NOSIGNAL);
+}
+
+static ssize_t link_pull_plain(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+{
+	struct tls_link *t = ptr;
+
+	return recv(t->fd, buf, len, 0);
+}
+
+/* GnuTLS's read: from what was read ahead, else one recvmsg() that fills
+ * the request and, in the same call, as much of rbuf as has arrived. */
+static ssize_t link_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+{
+	struct tls_link *t = ptr;
+	struct iovec iov[2] = { { buf, len }, { t->rbuf, RBUF_SIZE } };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t n;
+
+	if (t->rpos < t->rlen) {
+		n = (ssize_t)(len < t->rlen - t->rpos ? len : t->rlen - t->rpos);
+		memcpy(buf, t->rbuf + t->rpos, (size_t)n);
+		t->rpos += (size_t)n;
+		return n;
+	}
+	n = recvmsg(t->fd, &m, 0);
+	if (n <= (ssize_t)len)
+		return n;
+	t->rpos = 0;
+	t->rlen = (size_t)n - len;
+	return (ssize_t)len;
+}
+
+static int link_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct tls_link *t = ptr;
+	struct pollfd p = { .fd = t->fd, .events = POLLIN };
+
+	if (t->rpos < t->rlen)
+		return 1;
+	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+}
+
+/* The directions GnuTLS keeps go through the batching above. */
+static int user_space_io(struct tls_link *t)
+{
+	if (t->ktls_tx && t->ktls_rx)
+		return 0;
+	if (!t->ktls_tx && !(t->stage = malloc(STAGE_MAX)))
+		return -1;
+	if (!t->ktls_rx && !(t->rbuf = malloc(RBUF_SIZE)))
+		return -1;
+	gnutls_transport_set_ptr(t->s, t);
+	gnutls_transport_set_push_function(t->s, link_push);
+	gnutls_transport_set_vec_push_function(t->s, link_vec_push);
+	if (t->rbuf) {
+		gnutls_transport_set_pull_function(t->s, link_pull);
+		gnutls_transport_set_pull_timeout_function(t->s, link_pull_timeout);
+	} else {
+		gnutls_transport_set_pull_function(t->s, link_pull_plain);
+	}
+	return 0;
+}
+
 struct tls_link *tls_handshake(int fd, struct tls_creds *cr, const char *host, char *why,
 			       size_t whylen)
 {
@@ -285,6 +381,11 @@ struct tls_link *tls_handshake(int fd, struct tls_creds *cr, const char *host, c
 	 * the user-space path is tested where the kernel has TLS too. */
 	if (!failpoint("ktls-off"))
 		ktls_enable(t->s, fd, &t->ktls_tx, &t->ktls_rx);
+	if (user_space_io(t) < 0) {
+		snprintf(why, whylen, "out of memory");
+		tls_free(t);
+		return NULL;
+	}
 	return t;
 }
 
@@ -293,6 +394,8 @@ void tls_free(struct tls_link *t)
 	if (!t)
 		return;
 	gnutls_deinit(t->s);
+	free(t->stage);
+	free(t->rbuf);
 	free(t);
 }
 
@@ -322,12 +425,82 @@ static ssize_t tls_errno(ssize_t ret)
 
 ssize_t tls_send(struct tls_link *t, const void *buf, size_t len)
 {
+	struct iovec iov = { (void *)buf, len };
+
+	return tls_sendv(t, &iov, 1);
+}
+
+/* One record of up to STAGE_MAX bytes from the front of iov, gathered
+ * into stage unless the first buffer alone fills it. */
+static ssize_t send_one_record(struct tls_link *t, const struct iovec *iov, int n)
+{
+	size_t len = 0;
+	const void *rec;
 	ssize_t ret;
 
-	if (t->ktls_tx)
-		return send(t->fd, buf, len, MSG_NOSIGNAL);
-	ret = gnutls_record_send(t->s, buf, len);
-	return ret < 0 ? tls_errno(ret) : ret;
+	if (iov->iov_len >= STAGE_MAX) {
+		rec = iov->iov_base;
+		len = STAGE_MAX;
+	} else {
+		for (; n > 0 && len < STAGE_MAX; iov++, n--) {
+			size_t take = iov->iov_len < STAGE_MAX - len ? iov->iov_len : STAGE_MAX - len;
+
+			memcpy(t->stage + len, iov->iov_base, take);
+			len += take;
+		}
+		rec = t->stage;
+	}
+	ret = gnutls_record_send(t->s, rec, len);
+	return ret < 0 ? ret : (ssize_t)len;
+}
+
+ssize_t tls_sendv(struct tls_link *t, const struct iovec *iov, int n)
+{
+	struct iovec cur[TLS_IOV_MAX], *p = cur;
+	size_t done = 0;
+	ssize_t ret = 0;
+
+	if (n > TLS_IOV_MAX)
+		n = TLS_IOV_MAX;
+	if (t->ktls_tx) {
+		struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+
+		return sendmsg(t->fd, &m, MSG_NOSIGNAL);
+	}
+	memcpy(cur, iov, (size_t)n * sizeof(*iov));
+	gnutls_record_cork(t->s);
+	for (;;) {
+		while (n && !p->iov_len) {      /* an empty record says nothing */
+			p++;
+			n--;
+		}
+		if (!n || done >= SEND_BATCH)
+			break;
+		ret = send_one_record(t, p, n);
+		if (ret < 0)
+			break;
+		done += (size_t)ret;
+		for (; n && (size_t)ret >= p->iov_len; p++, n--)
+			ret -= (ssize_t)p->iov_len;
+		if (n) {
+			p->iov_base = (uint8_t *)p->iov_base + ret;
+			p->iov_len -= (size_t)ret;
+		}
+	}
+	if (ret >= 0) {
+		/* Every corked record goes, or the connection failed: a partial
+		 * flush cannot be resumed by the caller, so it is an error too.
+		 * Not GNUTLS_RECORD_WAIT: it retries the socket's send timeout
+		 * (EAGAIN, a stalled peer) forever. */
+		do
+			ret = gnutls_record_uncork(t->s, 0);
+		while (ret == GNUTLS_E_INTERRUPTED);
+	} else {
+		gnutls_record_uncork(t->s, 0);
+	}
+	if (ret < 0)
+		return tls_errno(ret);
+	return (ssize_t)done;
 }
 
 ssize_t tls_recv(struct tls_link *t, void *buf, size_t len)
@@ -342,7 +515,7 @@ ssize_t tls_recv(struct tls_link *t, void *buf, size_t len)
 
 bool tls_pending(struct tls_link *t)
 {
-	return t && !t->ktls_rx && gnutls_record_check_pending(t->s) > 0;
+	return t && !t->ktls_rx && (gnutls_record_check_pending(t->s) > 0 || t->rpos < t->rlen);
 }
 
 const char *tls_describe(struct tls_link *t, char *buf, size_t len)

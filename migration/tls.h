@@ -43,6 +43,12 @@ void tls_free(struct tls_link *t);
  * close (recv), -1 with errno (EAGAIN: the timeout; EBADMSG: a record that
  * failed authentication, such as a byte changed on the way). */
 ssize_t tls_send(struct tls_link *t, const void *buf, size_t len);
+/* Sends from up to TLS_IOV_MAX buffers at once, gathered into full-size
+ * records: bytes sent (all of them, or a prefix of at least one record's
+ * worth: call again with the rest), or -1 as tls_send(). */
+#define TLS_IOV_MAX 64
+struct iovec;
+ssize_t tls_sendv(struct tls_link *t, const struct iovec *iov, int n);
 ssize_t tls_recv(struct tls_link *t, void *buf, size_t len);
 /* Decrypted bytes waiting: a poll() on the socket would not see them. */
 bool tls_pending(struct tls_link *t);
