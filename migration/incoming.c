@@ -15,6 +15,7 @@
 #include "migration/snapshot.h"
 #include "migration/vmstate.h"
 #include "vmm/log.h"
+#include "vmm/lockdown.h"
 
 /* --lazy=mmap: the file's RAM area replaces the memfd mappings before KVM sees them. */
 static int map_lazily(struct vm *vm, void *opaque)
@@ -59,6 +60,7 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 
 	if (cmdline->lazy)
 		lazy_guard_block_signal();      /* before vm_create() starts threads */
+	lockdown_receive();                     /* the file is hostile until checked */
 	if (snapshot_open(&s, path) < 0 ||
 	    machine_load(s.machine.payload, s.machine.length, cmdline, cmdline->accept_backends, &cfg) < 0)
 		return EXIT_USAGE;

@@ -39,6 +39,7 @@
 #include "migration/vmstate.h"
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
+#include "vmm/lockdown.h"
 
 struct incoming {
 	struct vm *vm;
@@ -379,6 +380,7 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 	in.fd = in.lfd = in.urgent_fd = -1;
 	if (check_args(&in, uri) < 0)
 		return EXIT_USAGE;
+	lockdown_receive();     /* before the first byte from the network */
 	ret = listen_accept(&in);
 	if (ret != EXIT_OK)
 		return ret;

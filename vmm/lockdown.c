@@ -100,3 +100,8 @@ void lockdown_thread(enum thread_kind kind)
 	drop_capabilities();
 	seccomp_thread_enter(kind);
 }
+
+void lockdown_receive(void)
+{
+	seccomp_thread_enter(THREAD_RECEIVE);
+}

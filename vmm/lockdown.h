@@ -37,4 +37,10 @@ int lockdown_prepare(const struct lockdown_config *cfg);
 /* Fatal on failure: the thread would run with more than it should. */
 void lockdown_thread(enum thread_kind kind);
 
+/* A destination's main thread before it reads a stream or snapshot: the
+ * receive phase's filter only (THREAD_RECEIVE). Capabilities and the user
+ * stay until lockdown_thread(THREAD_MAIN): opening the taps and disks the
+ * stream names, after GO, still needs them. */
+void lockdown_receive(void);
+
 #endif

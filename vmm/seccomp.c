@@ -174,6 +174,26 @@ static const struct rule postcopy_req_rules[] = {
 	END
 };
 
+/* Building the VM a stream or snapshot describes: KVM's VM and vCPUs and
+ * their state, guest RAM and its userfaultfd, the devices' eventfds, and
+ * the start of every thread the destination runs (their own lockdown:
+ * user, jail). The kinds it starts add their lists (kinds[] below). */
+static const struct rule receive_rules[] = {
+	ALLOW_ARG(ioctl, 1, KVM_GET_API_VERSION, KVM_CREATE_VM, KVM_GET_VCPU_MMAP_SIZE,
+		  KVM_CREATE_VCPU, KVM_CREATE_IRQCHIP, KVM_ENABLE_CAP, KVM_GET_SUPPORTED_CPUID,
+		  KVM_SET_CPUID2, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_IOEVENTFD,
+		  KVM_IRQFD, KVM_SET_TSC_KHZ, KVM_SET_XSAVE, KVM_SET_XCRS, KVM_SET_DEBUGREGS,
+		  KVM_SET_IRQCHIP, KVM_SET_LAPIC, KVM_SET_MSRS, KVM_SET_VCPU_EVENTS,
+		  KVM_SET_MP_STATE, KVM_SET_REGS, KVM_SET_SREGS, KVM_GET_MSR_INDEX_LIST,
+		  UFFDIO_API, UFFDIO_REGISTER),
+	ALLOW(memfd_create), ALLOW(userfaultfd), ALLOW(eventfd2), ALLOW(epoll_create1),
+	ALLOW(signalfd4), ALLOW(fadvise64), ALLOW(prlimit64), ALLOW(statx), ALLOW(fstatfs),
+	ALLOW(chroot), ALLOW(chdir), ALLOW(setgroups), ALLOW(setresgid), ALLOW(setresuid),
+	ALLOW(umask), ALLOW(mkdir), ALLOW(chown), ALLOW(fchownat),     /* the control socket, */
+	ALLOW(getdents64),                      /* and stale ones in its folder */
+	END
+};
+
 /* The event loop, the control socket, the console, and what a command may
  * do afterwards: open disks and taps again (a failed handover), listen for
  * a postcopy recovery, start threads. */
@@ -220,6 +240,10 @@ static const struct kind kinds[THREAD_KINDS] = {
 	[THREAD_LAZY_PUSH] = { "lazy-push", lazy_push_rules, 0 },
 	[THREAD_POSTCOPY_RX] = { "postcopy-rx", postcopy_rx_rules, 0 },
 	[THREAD_POSTCOPY_REQ] = { "postcopy-req", postcopy_req_rules, 0 },
+	[THREAD_RECEIVE] = { "receive", receive_rules,
+			     BIT(THREAD_MAIN) | BIT(THREAD_VCPU) | BIT(THREAD_MEMSLOTS) |
+			     BIT(THREAD_BLK_IO) | BIT(THREAD_APPLIER) | BIT(THREAD_UFFD_FAULT) |
+			     BIT(THREAD_LAZY_PUSH) | BIT(THREAD_POSTCOPY_RX) },
 };
 
 /*
@@ -231,6 +255,7 @@ static const struct kind kinds[THREAD_KINDS] = {
 static struct {
 	bool on;
 	bool log_only;          /* test builds: say it, fail the call, go on (finding lists) */
+	int log_fd;             /* log-only: also appended here ($MINIVMM_SECCOMP_LOG), or -1 */
 	struct sock_fprog prog[THREAD_KINDS];
 	const char *sys_name[NAME_SLOTS];
 } sc;
@@ -388,6 +413,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	if (write(STDERR_FILENO, line, n) < 0)
 		n = 0;
 	if (sc.log_only) {
+		if (sc.log_fd >= 0 && write(sc.log_fd, line, n) < 0)
+			n = 0;
 		((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
 		return;
 	}
@@ -403,6 +430,10 @@ int seccomp_prepare(bool on)
 	if (!on)
 		return 0;
 	sc.log_only = failpoint("seccomp-log-only");
+	sc.log_fd = -1;
+	if (sc.log_only && getenv("MINIVMM_SECCOMP_LOG"))
+		sc.log_fd = open(getenv("MINIVMM_SECCOMP_LOG"), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+				 0600);
 	for (int nr = 0; nr < NAME_SLOTS; nr++)
 		sc.sys_name[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
 	for (unsigned k = 0; k < THREAD_KINDS; k++)
@@ -429,7 +460,7 @@ void seccomp_thread_enter(enum thread_kind kind)
 	 * the main thread and stops the others through a ptrace-ing helper
 	 * cloned from it, which no filter of ours could let work; the main
 	 * thread's list is exercised by every test of ./minivmm instead. */
-	if (kind == THREAD_MAIN)
+	if (kind == THREAD_MAIN || kind == THREAD_RECEIVE)
 		return;
 #endif
 	my_kind = (int)kind;

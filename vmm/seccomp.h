@@ -13,6 +13,12 @@
  * A thread started by a filtered thread inherits its filter and can only
  * narrow it, so each kind's program allows its own syscalls and those of
  * the kinds it may start afterwards (docs/security.md lists them).
+ *
+ * THREAD_RECEIVE is a phase, not a thread: a destination's main thread
+ * enters it before it reads the first byte of a stream or snapshot, and
+ * THREAD_MAIN narrows it once the guest runs. It allows what building a VM
+ * takes and what every thread the destination starts may do, and nothing
+ * else (no exec, no processes, no executable memory, no unknown ioctl).
  */
 #ifndef VMM_SECCOMP_H
 #define VMM_SECCOMP_H
@@ -33,6 +39,7 @@ enum thread_kind {
 	THREAD_LAZY_PUSH,       /* lazy restore's background push */
 	THREAD_POSTCOPY_RX,     /* postcopy destination: pages in, recovery */
 	THREAD_POSTCOPY_REQ,    /* postcopy source: page requests in, pages out */
+	THREAD_RECEIVE,         /* a destination's main thread from --incoming until the guest runs */
 	THREAD_KINDS
 };
 

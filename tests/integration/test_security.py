@@ -196,6 +196,36 @@ def test_forbidden_call_applier(guest_factory, tmp_path):
         dst.kill()
 
 
+@pytest.mark.parametrize("uri", ["tcp:127.0.0.1:0", "unix:{tmp}/in.sock", "file:{tmp}/snap"])
+def test_forbidden_call_receive_phase(tmp_path, uri):
+    """A destination filters its main thread before it reads the first byte
+    of a stream or snapshot (before it even listens or opens the file)."""
+    p = Proc([MINIVMM, "--incoming", uri.format(tmp=tmp_path)], env=forbidden("receive"))
+    assert_died_of_it(p, "receive")
+
+
+def test_receive_phase_filtered_until_the_guest_runs(guest_factory, tmp_path):
+    """While it waits for a source the destination's main thread has one
+    filter (the receive phase's) and still its capabilities (it opens taps
+    and disks after GO); once the guest runs it has a second, the main
+    thread's, and none."""
+    dst, uri, _ = destination(tmp_path)
+    try:
+        main = thread_status(dst.proc.pid)["minivmm"]
+        assert len(main) == 1 and main[0]["Seccomp"] == "2", main
+        assert main[0]["Seccomp_filters"] == "1", main
+        sock = str(tmp_path / "src.sock")
+        src = guest_factory(cpus=1, memory="64M", cmdline="hb=50", extra=("--api-sock", sock))
+        src.ready()
+        assert migrate(sock, uri).returncode == 0
+        dst.wait_for(r"^HB ", timeout=10)
+        main = thread_status(dst.proc.pid)["minivmm"]
+        assert main[0]["Seccomp_filters"] == "2", main
+        assert main[0]["CapEff"] == "0000000000000000", main
+    finally:
+        dst.kill()
+
+
 @pytest.mark.parametrize("kind", ["uffd-fault", "lazy-push"])
 def test_forbidden_call_lazy_restore(guest_factory, tmp_path, kind):
     src, sock = src_with(guest_factory, tmp_path, "none")
