@@ -70,6 +70,7 @@ struct blk {
 	struct virtio_device *dev;
 	struct disk_config cfg;
 	char path[PATH_MAX];
+	char shown[512];                /* path escaped, for messages: maybe the stream's */
 	char serial[BLK_ID_BYTES + 1];
 	int fd;
 	bool released;                  /* fd is /dev/null: a migration's destination has the image */
@@ -365,7 +366,7 @@ static int blk_load(struct virtio_device *d, const struct state_reader *r)
 	/* The guest has cached the size and mode: the image must match. */
 	if (cap != b->config.capacity || (bool)ro != b->cfg.readonly) {
 		pr_err("--disk %s: the saved disk had %llu sectors%s; this image has %llu%s",
-		       b->path, (unsigned long long)cap, ro ? " (read-only)" : "",
+		       b->shown, (unsigned long long)cap, ro ? " (read-only)" : "",
 		       (unsigned long long)b->config.capacity, b->cfg.readonly ? " (read-only)" : "");
 		return -1;
 	}
@@ -381,7 +382,7 @@ static int blk_flush(struct virtio_device *d)
 	if (b->fd < 0 || b->released || b->cfg.readonly)
 		return 0;
 	if (fdatasync(b->fd) < 0) {
-		pr_err("--disk %s: cannot flush the image: %s", b->path, strerror(errno));
+		pr_err("--disk %s: cannot flush the image: %s", b->shown, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -421,7 +422,7 @@ static int blk_attach(struct virtio_device *d)
 	if (blk_open_image(b, &fd, &size) < 0)
 		return -1;
 	if (size != b->size) {
-		pr_err("--disk %s: the image changed size during the migration", b->path);
+		pr_err("--disk %s: the image changed size during the migration", b->shown);
 		close(fd);
 		return -1;
 	}
@@ -430,7 +431,7 @@ static int blk_attach(struct virtio_device *d)
 	} else {
 		/* The lock belongs to fd's open file, which b->fd now shares. */
 		if (dup3(fd, b->fd, O_CLOEXEC) < 0) {
-			pr_err("--disk %s: %s", b->path, strerror(errno));
+			pr_err("--disk %s: %s", b->shown, strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -496,15 +497,15 @@ static int blk_open_image(struct blk *b, int *out, uint64_t *size)
 
 	fd = open(b->path, (b->cfg.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0) {
-		pr_err("--disk %s: %s", b->path, strerror(errno));
+		pr_err("--disk %s: %s", b->shown, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		pr_err("--disk %s: not a regular file or block device", b->path);
+		pr_err("--disk %s: not a regular file or block device", b->shown);
 		goto err;
 	}
 	if (fcntl(fd, F_OFD_SETLK, &lk) < 0) {
-		pr_err("--disk %s: image is in use by another process (%s)", b->path,
+		pr_err("--disk %s: image is in use by another process (%s)", b->shown,
 		       strerror(errno));
 		goto err;
 	}
@@ -534,11 +535,11 @@ static int blk_probe(struct blk *b)
 
 	fd = open(b->path, (b->cfg.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0) {
-		pr_err("--disk %s: %s", b->path, strerror(errno));
+		pr_err("--disk %s: %s", b->shown, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		pr_err("--disk %s: not a regular file or block device", b->path);
+		pr_err("--disk %s: not a regular file or block device", b->shown);
 		close(fd);
 		return -1;
 	}
@@ -572,6 +573,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	b->cfg = *cfg;
 	b->fd = -1;
 	snprintf(b->path, sizeof(b->path), "%s", cfg->path);
+	log_escape(b->shown, sizeof(b->shown), b->path);
 	b->cfg.path = b->path;
 	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial ? cfg->serial : "");
 	/* An incoming live migration takes the image (and its lock) only
@@ -592,7 +594,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 	err = blk_io_start(&b->io, b->dev, blk_serve, blk_merge, b);
 	if (err) {
 		/* The device is registered: destroying it joins those started. */
-		pr_err("--disk %s: cannot start the I/O threads: %s", b->path, strerror(err));
+		pr_err("--disk %s: cannot start the I/O threads: %s", b->shown, strerror(err));
 		return -1;
 	}
 	return 0;

@@ -53,6 +53,7 @@ struct net {
 	struct virtio_device *dev;
 	struct net_config cfg;
 	char tap_name[IFNAMSIZ];
+	char tap_shown[ESCAPED_SIZE(IFNAMSIZ)];  /* for messages: maybe the stream's */
 	int tap_fd;
 	bool released;          /* tap_fd is /dev/null: a migration's destination has the tap */
 	bool rx_watched;
@@ -133,7 +134,7 @@ static void net_rx(struct net *n)
 		if (len < 0) {
 			vq_unpop(vq);
 			if (errno != EAGAIN && errno != EINTR)
-				pr_warn_ratelimited("virtio-net: read from %s: %s", n->tap_name,
+				pr_warn_ratelimited("virtio-net: read from %s: %s", n->tap_shown,
 						    strerror(errno));
 			break;
 		}
@@ -163,7 +164,7 @@ static void net_tx(struct net *n)
 			break;
 		if (n->elem.out_len >= NET_HDR_LEN && !n->elem.n_in &&
 		    writev(n->tap_fd, n->elem.out, (int)n->elem.n_out) < 0 && errno != EAGAIN)
-			pr_warn_ratelimited("virtio-net: write to %s: %s", n->tap_name,
+			pr_warn_ratelimited("virtio-net: write to %s: %s", n->tap_shown,
 					    strerror(errno));
 		vq_push(vq, &d->vm->mem, &n->elem, 0);
 		pushed = true;
@@ -219,7 +220,7 @@ static void net_activate(struct virtio_device *d)
 
 	/* What the tap may hand us is what the guest said it can take. */
 	if (ioctl(n->tap_fd, TUNSETOFFLOAD, tap_offloads(d->driver_features)) < 0)
-		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_name, strerror(errno));
+		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_shown, strerror(errno));
 	net_watch_rx(n, true);
 }
 
@@ -283,7 +284,7 @@ static int net_attach(struct virtio_device *d)
 	if (n->tap_fd >= 0) {
 		event_loop_del(&d->vm->loop, n->tap_fd);
 		if (dup3(fd, n->tap_fd, O_CLOEXEC) < 0) {
-			pr_err("--net tap=%s: %s", n->tap_name, strerror(errno));
+			pr_err("--net tap=%s: %s", n->tap_shown, strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -297,7 +298,7 @@ static int net_attach(struct virtio_device *d)
 		return -1;
 	if (virtio_live(d) &&
 	    ioctl(n->tap_fd, TUNSETOFFLOAD, tap_offloads(d->driver_features)) < 0)
-		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_name, strerror(errno));
+		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_shown, strerror(errno));
 	return 0;
 }
 
@@ -318,7 +319,7 @@ static int net_load(struct virtio_device *d, const struct state_reader *r)
 		return -1;
 	if (n->tap_fd >= 0 &&
 	    ioctl(n->tap_fd, TUNSETOFFLOAD, tap_offloads(d->driver_features)) < 0)
-		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_name, strerror(errno));
+		pr_warn("virtio-net: TUNSETOFFLOAD on %s: %s", n->tap_shown, strerror(errno));
 	return 0;
 }
 
@@ -372,22 +373,22 @@ static int tap_open(const struct net *n)
 
 	if (!if_nametoindex(n->tap_name)) {
 		pr_err("--net tap=%s: no such interface (create it: ip tuntap add %s mode tap)",
-		       n->tap_name, n->tap_name);
+		       n->tap_shown, n->tap_shown);
 		return -1;
 	}
 	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
-		pr_err("--net tap=%s: /dev/net/tun: %s", n->tap_name, strerror(errno));
+		pr_err("--net tap=%s: /dev/net/tun: %s", n->tap_shown, strerror(errno));
 		return -1;
 	}
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", n->tap_name);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		pr_err("--net tap=%s: cannot attach (%s): is it a tap, free, and yours?",
-		       n->tap_name, strerror(errno));
+		       n->tap_shown, strerror(errno));
 		goto err;
 	}
 	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
-		pr_err("--net tap=%s: vnet header set-up: %s", n->tap_name, strerror(errno));
+		pr_err("--net tap=%s: vnet header set-up: %s", n->tap_shown, strerror(errno));
 		goto err;
 	}
 	return fd;
@@ -420,12 +421,13 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg)
 	n->cfg = *cfg;
 	n->tap_fd = -1;
 	snprintf(n->tap_name, sizeof(n->tap_name), "%s", cfg->tap);
+	log_escape(n->tap_shown, sizeof(n->tap_shown), n->tap_name);
 	n->cfg.tap = n->tap_name;
 	/* An incoming migration attaches the tap only after GO: until then
 	 * the source still has it (net_attach). */
 	if (vm->cfg.defer_backends && !if_nametoindex(n->tap_name)) {
 		/* Deferred, but a tap that does not exist here is known now. */
-		pr_err("--net tap=%s: no such interface on this host", n->tap_name);
+		pr_err("--net tap=%s: no such interface on this host", n->tap_shown);
 		net_destroy(&(struct virtio_device){ .priv = n });
 		return -1;
 	}

@@ -55,9 +55,9 @@ static int parse_reply(struct chan *in, struct record rec, uint32_t *code, char 
 	memcpy(&r, rec.payload, sizeof(r));
 	*code = r.code;
 	n = rec.length - sizeof(r);
+	/* The peer's text goes into our messages: escaped. */
 	if (msglen)
-		snprintf(msg, msglen, "%.*s", (int)(n < msglen ? n : msglen - 1),
-			 (const char *)rec.payload + sizeof(r));
+		log_escape_mem(msg, msglen, (const char *)rec.payload + sizeof(r), n);
 	record_free(&rec);
 	return 0;
 }

@@ -11,6 +11,12 @@
 
 #define MAX_BACKEND_LIST 512
 
+/* The machine record's strings, their NULs included: bounds when read. */
+#define DISK_PATH_BYTES 4096
+#define SERIAL_BYTES    21
+#define TAP_BYTES       16
+#define ARCH_BYTES      16
+
 /*
  * Since 1.3: where the generation ID is and which GSI notifies it (the
  * machine's own ACPI tables say so: a restore must write the new ID there),
@@ -118,9 +124,9 @@ static int load_disk(const struct state_reader *m, unsigned i, struct disk_confi
 
 	snprintf(name, sizeof(name), "disk%u", i);
 	if (state_node_open(m, name, &n) < 0 || state_check_version(&n, 1) < 0 ||
-	    state_get_str(&n, "path", &d->path, 4096) < 0 ||
+	    state_get_str(&n, "path", &d->path, DISK_PATH_BYTES) < 0 ||
 	    state_get_u32(&n, "readonly", &ro) < 0 ||
-	    state_get_str(&n, "serial", &serial, 21) < 0)
+	    state_get_str(&n, "serial", &serial, SERIAL_BYTES) < 0)
 		return -1;
 	d->readonly = ro;
 	d->serial = *serial ? serial : NULL;
@@ -135,7 +141,19 @@ static int load_net(const struct state_reader *m, unsigned i, struct net_config 
 	snprintf(name, sizeof(name), "net%u", i);
 	memset(nc, 0, sizeof(*nc));
 	return state_node_open(m, name, &n) < 0 || state_check_version(&n, 1) < 0 ||
-	       state_get_str(&n, "tap", &nc->tap, 16) < 0 ? -1 : 0;
+	       state_get_str(&n, "tap", &nc->tap, TAP_BYTES) < 0 ? -1 : 0;
+}
+
+/* "disk PATH" onto the list of backends to confirm: the stream's name, escaped. */
+static size_t list_add(char *list, size_t used, const char *kind, const char *name)
+{
+	char shown[MAX_BACKEND_LIST];
+
+	if (used >= MAX_BACKEND_LIST)
+		return used;
+	return used + (size_t)snprintf(list + used, MAX_BACKEND_LIST - used, "%s%s %s",
+				       used ? ", " : "", kind,
+				       log_escape(shown, sizeof(shown), name));
 }
 
 /* Confirmed backends: the command line's, in order, or the stream's when accepted. */
@@ -161,16 +179,14 @@ static int confirm_backends(struct vm_config *out, const struct vm_config *cmdli
 			if (cmdline->disks[i].serial)
 				out->disks[i].serial = cmdline->disks[i].serial;
 		} else if (!accept) {
-			used += (size_t)snprintf(list + used, used < sizeof(list) ? sizeof(list) - used : 0,
-						 "%sdisk %s", used ? ", " : "", out->disks[i].path);
+			used = list_add(list, used, "disk", out->disks[i].path);
 		}
 	}
 	for (unsigned i = 0; i < out->nr_nets; i++) {
 		if (cmdline->nr_nets)
 			out->nets[i] = cmdline->nets[i];
 		else if (!accept)
-			used += (size_t)snprintf(list + used, used < sizeof(list) ? sizeof(list) - used : 0,
-						 "%stap %s", used ? ", " : "", out->nets[i].tap);
+			used = list_add(list, used, "tap", out->nets[i].tap);
 	}
 	if (used) {
 		pr_err("the stream needs host backends: %s; confirm them with --disk/--net or accept them with --accept-backends",
@@ -205,11 +221,14 @@ static int load_shape(const struct state_reader *m, struct vm_config *out,
 	int nd, nn;
 
 	if (state_check_version(m, MACHINE_VERSION) < 0 ||
-	    state_get_str(m, "arch", &arch, 16) < 0 ||
+	    state_get_str(m, "arch", &arch, ARCH_BYTES) < 0 ||
 	    state_get_u32(m, "vcpus", &out->ncpus) < 0 || state_get_u64(m, "ram-size", &ram) < 0)
 		return -1;
 	if (strcmp(arch, "x86_64")) {
-		pr_err("stream is for a %s machine; this minivmm runs x86_64", arch);
+		char shown[ESCAPED_SIZE(ARCH_BYTES)];
+
+		pr_err("stream is for a %s machine; this minivmm runs x86_64",
+		       log_escape(shown, sizeof(shown), arch));
 		return -1;
 	}
 	if (!out->ncpus || out->ncpus > VM_MAX_VCPUS || ram < (4ULL << 20) || ram > (1ULL << 40) ||
@@ -258,21 +277,32 @@ int machine_load(const void *blob, size_t len, const struct vm_config *cmdline, 
 	return confirm_backends(out, cmdline, accept);
 }
 
+/* The file's own strings, escaped: a path could hold a terminal's escape
+ * sequences or a newline that forges a line of this output. */
+static void print_disk(const struct disk_config *d)
+{
+	char path[ESCAPED_SIZE(DISK_PATH_BYTES)];
+	char serial[ESCAPED_SIZE(SERIAL_BYTES)];
+
+	printf("  virtio-blk %s%s%s%s\n", log_escape(path, sizeof(path), d->path),
+	       d->readonly ? " (read-only)" : "", d->serial ? " serial=" : "",
+	       d->serial ? log_escape(serial, sizeof(serial), d->serial) : "");
+}
+
 int machine_print(const void *blob, size_t len)
 {
 	struct vm_config c = { 0 }, none = { 0 };
 	uint8_t id[VMGENID_SIZE];
-	char s[VMGENID_STR_LEN];
+	char s[VMGENID_STR_LEN], tap[ESCAPED_SIZE(TAP_BYTES)];
 
 	if (machine_parse(blob, len, &none, &c, id) < 0)
 		return -1;
 	printf("machine: x86_64, %u vCPU(s), %llu MiB RAM\n", c.ncpus,
 	       (unsigned long long)(c.ram_size >> 20));
 	for (unsigned i = 0; i < c.nr_disks; i++)
-		printf("  virtio-blk %s%s%s%s\n", c.disks[i].path, c.disks[i].readonly ? " (read-only)" : "",
-		       c.disks[i].serial ? " serial=" : "", c.disks[i].serial ? c.disks[i].serial : "");
+		print_disk(&c.disks[i]);
 	for (unsigned i = 0; i < c.nr_nets; i++)
-		printf("  virtio-net tap=%s\n", c.nets[i].tap);
+		printf("  virtio-net tap=%s\n", log_escape(tap, sizeof(tap), c.nets[i].tap));
 	if (c.rng)
 		printf("  virtio-rng\n");
 	if (c.genid.addr) {

@@ -73,10 +73,11 @@ static int resume_handshake(struct sender *s)
 	if (rec.type == REC_REPLY) {
 		char msg[256] = "";
 
+		/* The destination's text, escaped for our message. */
 		if (rec.length > sizeof(struct stream_reply))
-			snprintf(msg, sizeof(msg), "%.*s",
-				 (int)(rec.length - sizeof(struct stream_reply)),
-				 (const char *)rec.payload + sizeof(struct stream_reply));
+			log_escape_mem(msg, sizeof(msg),
+				       (const char *)rec.payload + sizeof(struct stream_reply),
+				       rec.length - sizeof(struct stream_reply));
 		pr_err("migration: resume: the destination refused: %s", msg);
 		record_free(&rec);
 		return -1;

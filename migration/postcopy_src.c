@@ -174,8 +174,9 @@ static void on_reply(struct pc_src *p, const struct record *rec)
 		return;
 	}
 	memcpy(&r, rec->payload, sizeof(r));
-	snprintf(msg, sizeof(msg), "%.*s", (int)(rec->length - sizeof(r)),
-		 (const char *)rec->payload + sizeof(r));
+	/* The destination's text goes into our messages: escaped. */
+	log_escape_mem(msg, sizeof(msg), (const char *)rec->payload + sizeof(r),
+		       rec->length - sizeof(r));
 	if (r.code != REPLY_COMPLETE) {
 		char why[300];
 

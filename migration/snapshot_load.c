@@ -184,12 +184,15 @@ int snapshot_inspect(const char *path)
 {
 	struct snapshot s;
 	uint64_t present;
+	char shown[ESCAPED_SIZE(sizeof(s.path))];
 	int ret = -1;
 
 	if (snapshot_open(&s, path) < 0)
 		goto out;
 	present = ram_file_pages_present(s.fd, s.hdr.ram_offset, s.hdr.ram_length);
-	printf("file: %s\n", path);
+	/* Escaped like every string from the file (machine_print): a file's
+	 * name may come from whoever made the file, too. */
+	printf("file: %s\n", log_escape(shown, sizeof(shown), s.path));
 	printf("format: minivmm stream %u.%u, fixed-offset file layout\n", s.hdr.major, s.hdr.minor);
 	if (machine_print(s.machine.payload, s.machine.length) < 0)
 		goto out;

@@ -208,6 +208,7 @@ static void child_init(const struct state_reader *parent, struct state_reader *c
 {
 	const char *name = fdt_get_name(parent->fdt, node, NULL);
 	const fdt32_t *v = fdt_getprop(parent->fdt, node, "version", NULL);
+	char shown[STATE_NAME_SHOWN + 1];
 	int len = 0;
 
 	c->fdt = parent->fdt;
@@ -215,9 +216,10 @@ static void child_init(const struct state_reader *parent, struct state_reader *c
 	c->version = 0;
 	if (v && (fdt_getprop(parent->fdt, node, "version", &len), len == 4))
 		c->version = fdt32_to_cpu(*v);
-	/* Truncating a long path in a message is fine. */
-	if (snprintf(c->path, sizeof(c->path), "%.60s%s%.60s", parent->path,
-		     parent->node ? "/" : "", name ? name : "?") < 0)
+	/* Truncating a long path in a message is fine; the name is the blob's,
+	 * hence escaped (every message about the node prints the path). */
+	if (snprintf(c->path, sizeof(c->path), "%.60s%s%s", parent->path, parent->node ? "/" : "",
+		     log_escape(shown, sizeof(shown), name ? name : "?")) < 0)
 		c->path[0] = 0;
 }
 
@@ -268,7 +270,11 @@ static const void *getprop(const struct state_reader *r, const char *prop, int *
 
 static int bad_size(const struct state_reader *r, const char *prop, int len, size_t want)
 {
-	pr_err("device state: %s/%s has %d bytes, expected %zu", r->path, prop, len, want);
+	char shown[STATE_NAME_SHOWN + 1];
+
+	/* The name may be the blob's (state_prop_u64). */
+	pr_err("device state: %s/%s has %d bytes, expected %zu", r->path,
+	       log_escape(shown, sizeof(shown), prop), len, want);
 	return -1;
 }
 

@@ -28,10 +28,13 @@ struct state_writer {
 	int depth;
 };
 
+/* Bytes of a node name, once escaped, that messages and --inspect show. */
+#define STATE_NAME_SHOWN 60
+
 struct state_reader {
 	const void *fdt;
 	int node;               /* offset of the current node */
-	char path[128];         /* for error messages */
+	char path[128];         /* for error messages: the names escaped (log_escape) */
 	uint32_t version;       /* of this node */
 };
 
@@ -63,12 +66,14 @@ int state_get_bytes(const struct state_reader *r, const char *prop, void *p, siz
 /* Up to `max` bytes; the size found goes to *len. */
 int state_get_var(const struct state_reader *r, const char *prop, const void **p, size_t *len,
 		  size_t max);
-/* NUL-terminated string of at most `max` bytes including the NUL. */
+/* NUL-terminated string of at most `max` bytes including the NUL; its other
+ * bytes may be anything: escape it (log_escape) before printing it. */
 int state_get_str(const struct state_reader *r, const char *prop, const char **s, size_t max);
 
 /* Iterate child nodes: returns the first/next child or -1 at the end. */
 int state_first_child(const struct state_reader *parent, struct state_reader *child);
 int state_next_child(const struct state_reader *parent, struct state_reader *child);
+/* The name as the blob has it: any bytes, to escape before printing. */
 const char *state_node_name(const struct state_reader *r);
 /* Iterate a node's properties: an offset >= 0, or -1 at the end. */
 int state_first_prop(const struct state_reader *r);

@@ -85,13 +85,17 @@ int vmstate_load_clock(struct vm *vm, const void *blob, size_t len)
 int vmstate_print(const void *blob, size_t len)
 {
 	struct state_reader root, n, c;
+	char name[STATE_NAME_SHOWN + 1];
 
 	if (state_reader_open(&root, blob, len) < 0)
 		return -1;
+	/* The names are the file's: escaped (state.h). */
 	for (int ok = state_first_child(&root, &n); ok == 0; ok = state_next_child(&root, &n)) {
-		printf("  %-10s version %u\n", state_node_name(&n), n.version);
+		printf("  %-10s version %u\n", log_escape(name, sizeof(name), state_node_name(&n)),
+		       n.version);
 		for (int k = state_first_child(&n, &c); k == 0; k = state_next_child(&n, &c))
-			printf("    %-8s version %u\n", state_node_name(&c), c.version);
+			printf("    %-8s version %u\n",
+			       log_escape(name, sizeof(name), state_node_name(&c)), c.version);
 	}
 	return 0;
 }

@@ -348,6 +348,35 @@ def test_inspect(guest_factory, tmp_path):
         assert node in out, out
 
 
+def test_inspect_escapes_the_files_strings(guest_factory, tmp_path):
+    """A snapshot's strings (here a disk's path and serial, saved as given) reach the
+    user's terminal only escaped: no control sequence, no forged line, from --inspect
+    or from a restore's refusals."""
+    evil = "\x1b[2J\nFAKE LINE"
+    img = tmp_path / f"d{evil}.img"
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    g, sock = start_guest(guest_factory, tmp_path, memory="64M",
+                          extra=("--disk", f"{img},serial=\x1b[31mS\r"))
+    save(sock, f"file:{tmp_path / 'e'}")
+    assert g.wait_exit(20) == 0
+    # Bytes, not text: text mode would turn a CR into a newline.
+    r = subprocess.run([MINIVMM, "--inspect", f"file:{tmp_path / 'e'}"], capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=scaled(20))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert b"\x1b" not in out and b"\r" not in out, out
+    assert not [l for l in out.split(b"\n") if l.startswith(b"FAKE")], out
+    shown = f"  virtio-blk {tmp_path}/d\\x1b[2J\\x0aFAKE LINE.img serial=\\x1b[31mS\\x0d"
+    assert shown in out.decode().splitlines(), out
+    # Unconfirmed, then gone: one line each, escaped.
+    for args in ([], ["--accept-backends"]):
+        if args:
+            img.unlink()
+        err = refused(["--incoming", f"file:{tmp_path / 'e'}", *args], ["\\x1b[2J\\x0aFAKE"])
+        assert "\x1b" not in err, repr(err)
+
+
 # ---- bad input: one clear line, non-zero exit, nothing half-restored ----
 
 @pytest.fixture(scope="module")
