@@ -405,8 +405,11 @@ int postcopy_dst_start(struct postcopy_dst *pd, int urgent_fd, struct tls_link *
 	pthread_mutex_unlock(&m->stats_lock);
 	migration_set_status(m, MIG_POSTCOPY_ACTIVE);
 	if (failpoint("dst-postcopy-bad-request")) {
-		uint64_t bad[2] = { 1ULL << 50, pd->vm->mem.regions[0].gpa + 1 };
+		/* Past RAM, inside a page, then more than the source logs (10). */
+		uint64_t bad[12] = { 1ULL << 50, pd->vm->mem.regions[0].gpa + 1 };
 
+		for (unsigned i = 2; i < 12; i++)
+			bad[i] = (1ULL << 50) + i * PAGE;
 		stream_rx_send(pd->rx, REC_PAGE_REQ, bad, sizeof(bad));
 	}
 	pd->urgent_fd = urgent_fd;

@@ -35,6 +35,61 @@ def test_bad_flags(args, words):
     assert_usage_error(run_minivmm(["--kernel", GUEST, *args]), words)
 
 
+RANGE = "must be a multiple of 4 KiB from 4 MiB to 1 TiB"
+
+
+def host_limit():
+    """RAM + swap in bytes, as sysinfo(2) counts them (what --memory is held to)."""
+    with open("/proc/meminfo") as f:
+        kib = {l.split(":")[0]: int(l.split()[1]) for l in f if l.split()[0] in
+               ("MemTotal:", "SwapTotal:")}
+    return (kib["MemTotal"] + kib["SwapTotal"]) << 10
+
+
+def accepted(args):
+    """The flags got past parsing: the missing kernel file is what is refused."""
+    assert_usage_error(run_minivmm(["--kernel", "/nonexistent", *args]),
+                       ["cannot open /nonexistent"])
+
+
+@pytest.mark.parametrize("arg,words", [
+    ("4092K", [RANGE]),                 # below 4 MiB
+    ("4194305B", [RANGE]),              # 4 MiB and a byte: not whole pages
+    ("1099511631872B", [RANGE]),        # 1 TiB and a page
+    ("1025G", [RANGE]),
+    ("1T", ["more than this host has"]),    # in range (else RANGE), past this host
+])
+def test_memory_bounds(arg, words):
+    """docs/security.md, "Bounds on what comes from outside": 4 MiB..1 TiB and
+    host RAM + swap, each past it one line and exit 2."""
+    if arg == "1T" and host_limit() >= 1 << 40:
+        pytest.skip("this host has 1 TiB or more")
+    assert_usage_error(run_minivmm(["--kernel", GUEST, "--memory", arg]),
+                       [f"--memory '{arg}'", *words])
+
+
+def test_memory_lower_bound_passes():
+    accepted(["--memory", "4M"])
+
+
+def test_memory_past_host_ram_and_swap():
+    host = host_limit()
+    if host >= 1 << 40:
+        pytest.skip("this host has 1 TiB or more: the 1 TiB bound comes first")
+    over = host // 4096 * 4096 + 4096
+    assert_usage_error(run_minivmm(["--kernel", GUEST, "--memory", f"{over}B"]),
+                       ["more than this host has", f"({host >> 20} MiB)"])
+    accepted(["--memory", f"{over - 4096}B"])
+
+
+def test_cpus_bounds():
+    for arg in ("0", "65", "-1"):
+        assert_usage_error(run_minivmm(["--kernel", GUEST, "--cpus", arg]),
+                           [f"--cpus '{arg}': expected a number from 1 to 64"])
+    accepted(["--cpus", "1"])
+    accepted(["--cpus", "64"])
+
+
 def test_no_kernel_flag():
     assert_usage_error(run_minivmm(["--cpus", "1"]), ["--kernel"])
 

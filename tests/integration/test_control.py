@@ -146,6 +146,27 @@ def test_overlong_line_disconnects(vm):
     assert q2.reply()["return"]["status"] == "running"
 
 
+def nested(levels):
+    """A request `levels` deep as json-c counts them: the request object is
+    the first level, the number at the bottom the last."""
+    inner = '{"a": ' * (levels - 2) + "1" + "}" * (levels - 2)
+    return ('{"execute": "query-status", "arguments": %s}\n' % inner).encode()
+
+
+def test_json_nesting_bound(vm):
+    """32 levels are parsed (and refused for what they say), 33 are a parse
+    error; the connection stays either way (docs/security.md, bounds)."""
+    _, path = vm
+    q = Qmp(path)
+    q.send(nested(32))
+    r = q.reply()
+    assert r["error"]["class"] == "GenericError" and "JSON" not in r["error"]["desc"], r
+    q.send(nested(33))
+    assert q.reply()["error"] == {"class": "GenericError",
+                                  "desc": "JSON parse error, nesting too deep"}
+    assert status(q)["status"] == "running"
+
+
 def test_clients_in_turn_and_together(vm):
     _, path = vm
     for i in range(5):

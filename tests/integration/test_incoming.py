@@ -560,6 +560,35 @@ def test_bad_ram_batches(snap, dest_factory):
     refused(d, d.feed(st.bytes()), ["exceeds"])
 
 
+# Each type's bound (docs/migration-format.md), for the records a destination reads.
+RECORD_BOUNDS = {
+    "header": (REC_HEADER, 48),
+    "machine": (REC_MACHINE, 1 << 20),
+    "ram": (REC_RAM, 8 + 4096 * (8 + PAGE)),
+    "postcopy": (10, 24 + (64 << 20)),
+    "state": (REC_STATE, 64 << 20),
+    "end": (REC_END, 32),
+}
+
+
+@pytest.mark.parametrize("name", RECORD_BOUNDS)
+def test_record_bounds(snap, dest_factory, name):
+    """One byte past its type's bound, a record is refused from its 16-byte
+    header: the payload it announces is never sent, nor waited for."""
+    rtype, bound = RECORD_BOUNDS[name]
+    over = record(rtype, length=bound + 1)[:16]
+    hdr = record(REC_HEADER, header_payload())
+    machine = record(REC_MACHINE, snap.recs[REC_MACHINE])
+    if name == "header":        # the magic first, or it is no source at all
+        data = record(REC_HEADER, header_payload() + b"\0")
+    else:
+        before = {"machine": hdr, "end": hdr + machine + record(REC_STATE, snap.recs[REC_STATE])}
+        data = before.get(name, hdr + machine) + over
+    d = dest_factory()
+    refused(d, d.feed(data, close=False),
+            [f"{name} record of {bound + 1} bytes exceeds the {bound}-byte bound"], ctx=name)
+
+
 def test_end_totals_checked(snap, dest_factory):
     for kw, words in (({"records": 3}, ["counts 3 records"]),
                       ({"present": 2}, ["data and"]),
@@ -653,42 +682,78 @@ def test_stream_ram_bigger_than_host(snap, dest_factory):
     refused(d, d.feed(st.bytes()), ["more than this host has"])
 
 
-def crafted_file(snap, path, **replace):
+def crafted_file(snap, path, header=None, **replace):
     """The snapshot with some of its metadata records replaced, every CRC
-    valid and the header's lengths made to match: only the contents lie."""
+    valid and the header's lengths made to match: only the contents lie.
+    A record given as a number is its 16-byte header alone, announcing that
+    many bytes; `header` changes the header's fields (flags, ram_offset,
+    ram_length, meta_offset, meta_length). Written sparse, as minivmm writes
+    it: a zero page is a hole (a restore counts the pages with data)."""
     recs = {REC_MACHINE: snap.recs[REC_MACHINE], REC_RAM_INDEX: snap.recs[REC_RAM_INDEX],
             REC_STATE: snap.recs[REC_STATE], REC_END: snap.recs[REC_END]}
-    recs.update({globals()[k]: v for k, v in replace.items()})
-    order = (REC_MACHINE, REC_RAM_INDEX, REC_WORKING_SET, REC_STATE, REC_END)
     if REC_WORKING_SET in snap.recs:
         recs[REC_WORKING_SET] = snap.recs[REC_WORKING_SET]
-    meta = b"".join(record(t, recs[t]) for t in order if t in recs)
+    recs.update({globals()[k]: v for k, v in replace.items()})
+    order = (REC_MACHINE, REC_RAM_INDEX, REC_WORKING_SET, REC_STATE, REC_END)
+    meta = b"".join(record(t, length=recs[t])[:16] if isinstance(recs[t], int)
+                    else record(t, recs[t]) for t in order if t in recs)
+    h = dict(flags=snap.flags, ram_offset=snap.ram_offset, ram_length=snap.ram_length,
+             meta_offset=snap.meta_offset, meta_length=len(meta))
+    h.update(header or {})
     hdr = record(REC_HEADER, b"MINIVMM\n" + struct.pack(
-        "<HHIQQQQ", snap.major, snap.minor, snap.flags, snap.ram_offset, snap.ram_length,
-        snap.meta_offset, len(meta)))
-    path.write_bytes(hdr + snap.data[len(hdr):snap.meta_offset] + meta)
+        "<HHIQQQQ", snap.major, snap.minor, h["flags"], h["ram_offset"], h["ram_length"],
+        h["meta_offset"], h["meta_length"]))
+    with open(path, "wb") as f:
+        f.write(hdr + snap.data[len(hdr):snap.ram_offset])
+        for g in snap.data_pages():
+            f.seek(snap.ram_offset + g)
+            f.write(snap.page(g))
+        f.seek(snap.meta_offset)
+        f.write(meta)
     return path
 
 
+# Bad files, each with the one line that refuses it (after "minivmm: PATH: "),
+# from --inspect and from --incoming file: alike.
+LAYOUT = "snapshot layout is inconsistent (file truncated or corrupt)"
+INDEX = "RAM index does not match the RAM area"
 CRAFTED = {
-    "end-empty": dict(REC_END=b""),
-    "end-short": dict(REC_END=b"\x01" * 8),
-    "end-31": dict(REC_END=bytes(31)),
-    "end-long": dict(REC_END=bytes(40)),
-    "end-counts": dict(REC_END=struct.pack("<QQQQ", 99, 1, 1, 64 << 20)),
-    "ram-index-short": dict(REC_RAM_INDEX=bytes(4)),
-    "ram-index-odd": dict(REC_RAM_INDEX=bytes(131)),
-    "state-garbage": dict(REC_STATE=b"\xd0\x0d\xfe\xed" + bytes(296)),
-    "machine-garbage": dict(REC_MACHINE=bytes(200)),
+    "end-empty": (dict(REC_END=b""), "the end record has 0 bytes, expected 32"),
+    "end-short": (dict(REC_END=b"\x01" * 8), "the end record has 8 bytes, expected 32"),
+    "end-31": (dict(REC_END=bytes(31)), "the end record has 31 bytes, expected 32"),
+    "end-long": (dict(REC_END=bytes(40)), "end record of 40 bytes exceeds the 32-byte bound"),
+    "end-counts": (dict(REC_END=struct.pack("<QQQQ", 99, 1, 1, 64 << 20)),
+                   "end record counts 99 records, found 5"),
+    "ram-index-short": (dict(REC_RAM_INDEX=bytes(4)), INDEX),
+    "ram-index-odd": (dict(REC_RAM_INDEX=bytes(131)), INDEX),
+    "state-garbage": (dict(REC_STATE=b"\xd0\x0d\xfe\xed" + bytes(296)),
+                      "device state is corrupt (not a version 17 flattened device tree)"),
+    "machine-garbage": (dict(REC_MACHINE=bytes(200)),
+                        "device state is corrupt (not a version 17 flattened device tree)"),
+    # The layout (docs/security.md, bounds): refused when opened.
+    "not-file-layout": (dict(header=dict(flags=0)), LAYOUT),
+    "ram-unaligned": (dict(header=dict(ram_offset=(2 << 20) + 512)), LAYOUT),
+    "ram-over-records": (dict(header=dict(ram_length=(64 << 20) + 4096)), LAYOUT),
+    "ram-wraps": (dict(header=dict(ram_offset=(1 << 64) - 4096, ram_length=8192)), LAYOUT),
+    "records-past-end": (dict(header=dict(meta_offset=1 << 40)), LAYOUT),
+    "records-run-past-end": (dict(header=dict(meta_length=1 << 20)), LAYOUT),
+    "ram-index-one-chunk-less": (dict(header=dict(ram_length=62 << 20)), INDEX),
+    "ram-index-one-crc-more": (dict(REC_RAM_INDEX=bytes(4 + 4 * 33)), INDEX),
+    "ram-index-one-crc-less": (dict(REC_RAM_INDEX=bytes(4 + 4 * 31)), INDEX),
+    "working-set-past-bound": (dict(REC_WORKING_SET=16 + (64 << 20) + 1),
+                               f"working-set record of {16 + (64 << 20) + 1} bytes exceeds "
+                               f"the {16 + (64 << 20)}-byte bound"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CRAFTED) + ["ram-too-big"])
 def test_crafted_snapshot_file(snap, tmp_path, case):
     """Every bad file is refused by --inspect and by --incoming file: with
-    exit 2 and one line; no crash (ASan would say: make integration-san),
-    no guest output."""
-    repl = dict(REC_MACHINE=huge_ram(snap)) if case == "ram-too-big" else CRAFTED[case]
+    exit 2 and one line saying why; no crash (ASan would say: make
+    integration-san), no guest output."""
+    assert snap.ram_offset == 2 << 20 and snap.ram_length == 64 << 20, "the cases assume it"
+    repl, why = (dict(REC_MACHINE=huge_ram(snap)), None) if case == "ram-too-big" \
+        else CRAFTED[case]
     f = crafted_file(snap, tmp_path / case, **repl)
     for args in (["--inspect", f"file:{f}"], ["--incoming", f"file:{f}"]):
         r = subprocess.run([MINIVMM, *args], stdin=subprocess.DEVNULL, capture_output=True,
@@ -700,13 +765,21 @@ def test_crafted_snapshot_file(snap, tmp_path, case):
         errs = [l for l in r.stderr.splitlines() if l.strip()]
         assert r.returncode == 2, (case, args[0], r.returncode, r.stderr)
         assert len(errs) == 1 and errs[0].startswith("minivmm: "), (case, args[0], errs)
+        assert why is None or errs[0].endswith(why), (case, args[0], errs[0])
         if args[0] == "--incoming":
             assert "HB " not in r.stdout, r.stdout
 
 
 def test_crafted_file_unchanged_restores(snap, tmp_path):
-    """The crafting itself is sound: the same records rewritten restore."""
+    """The crafting itself is sound: the same records rewritten restore, and
+    the guest goes on."""
     f = crafted_file(snap, tmp_path / "same")
     r = subprocess.run([MINIVMM, "--inspect", f"file:{f}"], capture_output=True, text=True,
                        timeout=scaled(20))
     assert r.returncode == 0, r.stderr
+    p = Proc([MINIVMM, "--incoming", f"file:{f}"])
+    try:
+        m, _ = p.wait_for(HB, timeout=10)
+        assert int(m.group(1)) == snap.hb_seq + 1, p.tail()
+    finally:
+        p.kill()

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -173,7 +174,7 @@ def test_cancel_after_switch_is_refused(guest_factory, tmp_path):
 
 def test_destination_asking_outside_ram(guest_factory, tmp_path):
     """A destination that asks for pages that are not guest RAM gets none of
-    them (logged at the source) and everything it should."""
+    them (logged at the source, ten lines at most) and everything it should."""
     src, ssock = source(guest_factory, tmp_path, cpus=2, memory="256M")
     src.command("fill 64M", r"^FILL done")
     src.command("dirty 32M 0", r"^DIRTY started")
@@ -186,6 +187,9 @@ def test_destination_asking_outside_ram(guest_factory, tmp_path):
                          err_text(src)), err_text(src)
         assert re.search(r"asked for 0x1, which is not a page of guest RAM: refused",
                          err_text(src)), err_text(src)
+        # Twelve asked for in one record: ten lines, not one a request.
+        assert err_text(src).count("which is not a page of guest RAM: refused") == 10, \
+            err_text(src)
         check_moved(src, dst)
     finally:
         dst.kill()
@@ -375,13 +379,46 @@ def bogus_recovery(dsock, garbage=b"GET / HTTP/1.0\r\n\r\n" * 4, then="postcopy-
     return r["return"]["uri"]
 
 
-@pytest.mark.parametrize("cuts", [1, 2, "bogus"])
+def lying_recovery(ssock, src, pages, why):
+    """Something that is not the destination on the address a resume goes to:
+    it answers the source's resume (its session and all) with a page list for
+    `pages` pages. The source refuses it with one line `why`, and stays paused
+    with every page it has."""
+    from test_incoming import REC_HEADER, record
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.settimeout(scaled(30))
+    client = Proc([MINIVMM, "--api-sock", ssock, "--migrate",
+                   f"tcp:127.0.0.1:{lsock.getsockname()[1]}", "--resume"],
+                  stdin=subprocess.DEVNULL)
+    try:
+        conn, _ = lsock.accept()
+        with conn:
+            conn.settimeout(scaled(30))
+            data = b""
+            while len(data) < 68 + 28:          # the header and the resume records
+                chunk = conn.recv(4096)
+                assert chunk, data
+                data += chunk
+            assert struct.unpack("<I", data[:4])[0] == REC_HEADER, data
+            session = struct.unpack("<Q", data[68 + 16:68 + 24])[0]
+            bitmap = bytes((pages + 63) // 64 * 8)
+            conn.sendall(record(10, struct.pack("<QQQ", pages, 0, session) + bitmap))
+            assert client.wait_exit(30) != 0, client.tail()
+    finally:
+        client.kill()
+        lsock.close()
+    wait_status(ssock, "postcopy-paused")
+    assert err_text(src).count(why) == 1, err_text(src)
+
+
+@pytest.mark.parametrize("cuts", [1, 2, "bogus", "lying"])
 def test_link_cut_mid_postcopy_and_recovered(guest_factory, tmp_path, cuts):
     """The link breaks mid-postcopy (the relay is cut): both sides go to
     postcopy-paused and keep what they have; migrate-recover plus a resume
     over a new link finish the move with every page verified. Cut twice:
     the second break, on the recovered link, is survived the same way; a
-    stranger on the recovery address is turned away."""
+    stranger on the recovery address is turned away; a page list that is
+    not exactly this machine's RAM (docs/security.md, bounds) is refused."""
     src, ssock = source(guest_factory, tmp_path, cpus=2, memory="512M")
     src.command("fill 32M", r"^FILL done")
     src.command("dirty 32M 0", r"^DIRTY started")
@@ -405,6 +442,13 @@ def test_link_cut_mid_postcopy_and_recovered(guest_factory, tmp_path, cuts):
         assert "paused" in r["error"]["desc"], r
         if cuts == "bogus":
             bogus_recovery(dsock)
+        if cuts == "lying":
+            pages = (512 << 20) // 4096
+            lying_recovery(ssock, src, pages + 64, "the destination answered with a "
+                           f"postcopy record of {24 + (pages + 64) // 8} bytes, not its page list")
+            # One page short: a bitmap of the same size, its count wrong.
+            lying_recovery(ssock, src, pages - 1, "the destination's page list is not for "
+                           "this migration")
         recover(dsock, ssock, q, 1 if cuts == 2 else 0)
         check_moved(src, dst)
         dst.wait_for(COMPLETE_DST, timeout=30, sink=dst.err_lines)

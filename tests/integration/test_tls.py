@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import MINIVMM, Proc, Qmp, run_minivmm
+from conftest import MINIVMM, Proc, Qmp, run_minivmm, scaled
 from test_migrate import assert_source_running, check_moved, destination
 from test_postcopy import Relay
 
@@ -318,6 +318,47 @@ def test_bad_tls_creds(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == f"minivmm: TLS credentials: {empty} holds neither ca-cert.pem " \
                                "nor keys.psk", r.stderr
+
+
+def psk_handshake(uri, user, key):
+    """A TLS client with this pre-shared key (openssl): it shakes hands or
+    fails to, then hangs up."""
+    subprocess.run(["openssl", "s_client", "-connect", uri[len("tcp:"):], "-psk_identity", user,
+                    "-psk", key, "-no_ign_eof"], stdin=subprocess.DEVNULL, capture_output=True,
+                   timeout=scaled(20))
+
+
+def test_psk_table_bounds(tmp_path):
+    """keys.psk (docs/security.md, bounds): 64 users, names of up to 127 bytes,
+    keys of up to 256 hex digits; a line past one of those is ignored (its user
+    is unknown to the destination), and a file left with none is refused at start."""
+    name127, name128 = "n" * 127, "m" * 128
+    ignored = [(name128, "01" * 32), ("k260", "cd" * 130)]
+    read = [(name127, "02" * 32), ("k256", "ab" * 128)]
+    read += [(f"u{i}", f"{i:064x}") for i in range(3, 65)]          # the 64th user is u64
+    late = ("late", "0f" * 32)
+    d = tmp_path / "creds"
+    d.mkdir()
+    (d / "keys.psk").write_text("".join(f"{u}:{k}\n" for u, k in ignored + read + [late]))
+    for user, key in (name127, read[0][1]), read[1], read[-1]:
+        dst, uri, _ = destination(tmp_path, name=user[:8], extra=("--tls-creds", str(d), "-v"))
+        try:
+            if user == name127:         # the unknown ones first: each leaves it listening
+                for u, k in ignored + [late]:
+                    start = len(dst.lines)
+                    psk_handshake(uri, u, k)
+                    m, _ = dst.wait_for(STRAY, timeout=20, start=start)
+                    assert "TLS handshake failed" in m.group(2), (u[:8], m.group(0))
+            psk_handshake(uri, user, key)
+            dst.wait_for(r"authenticated \(psk, ", timeout=20)
+        finally:
+            dst.kill()
+    none = tmp_path / "none"
+    none.mkdir()
+    (none / "keys.psk").write_text("".join(f"{u}:{k}\n" for u, k in ignored))
+    r = run_minivmm(["--incoming", "tcp:127.0.0.1:0", "--tls-creds", str(none)])
+    assert r.returncode == 2 and r.stderr.strip() == \
+        f"minivmm: TLS credentials: {none}/keys.psk: expected lines USERNAME:HEXKEY", r.stderr
 
 
 def test_postcopy_recovery_over_tls(guest_factory, tmp_path):

@@ -15,6 +15,7 @@
 #include "migration/state.h"
 #include "migration/stream.h"
 #include "tests/unit/check_main.h"
+#include "vmm/log.h"
 
 START_TEST(crc32c_vectors)
 {
@@ -133,6 +134,34 @@ START_TEST(record_bounds)
 	ck_assert_int_eq(read_one(raw_record(REC_END, 32, buf, 10, true), 0), -1);
 	/* The wrong type where a specific one is expected. */
 	ck_assert_int_eq(read_one(raw_record(REC_END, 32, buf, 32, true), REC_HEADER), -1);
+}
+END_TEST
+
+/* Every type's bound as docs/migration-format.md states it: a record at it
+ * is read, one byte more is refused from its header alone. */
+START_TEST(record_bounds_documented)
+{
+	static const struct { uint32_t type; uint64_t bound; } b[] = {
+		{ REC_HEADER, 48 }, { REC_MACHINE, 1 << 20 }, { REC_RAM, 8 + 4096 * 4104ULL },
+		{ REC_RAM_INDEX, 64ULL << 20 }, { REC_STATE, 64ULL << 20 }, { REC_END, 32 },
+		{ REC_GO, 0 }, { REC_REPLY, 8 + 1024 }, { REC_SYNC, 0 },
+		{ REC_POSTCOPY, 24 + (64ULL << 20) }, { REC_PAGE_REQ, 512 * 8 }, { REC_RESUME, 8 },
+		{ REC_WORKING_SET, 16 + (64ULL << 20) },
+	};
+	static uint8_t payload[1 << 20];
+	char err[256];
+
+	ck_assert_uint_eq(sizeof(b) / sizeof(b[0]), REC_TYPE_MAX);
+	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+		ck_assert_uint_eq(record_max_length(b[i].type), b[i].bound);
+		log_capture_errors(err, sizeof(err));
+		ck_assert_int_eq(read_one(raw_record(b[i].type, b[i].bound + 1, NULL, 0, true), 0), -1);
+		log_capture_errors(NULL, 0);
+		ck_assert_msg(strstr(err, "-byte bound"), "type %u: %s", b[i].type, err);
+		if (b[i].bound <= sizeof(payload))
+			ck_assert_int_eq(read_one(raw_record(b[i].type, b[i].bound, payload,
+							     b[i].bound, true), 0), 0);
+	}
 }
 END_TEST
 
@@ -257,6 +286,59 @@ START_TEST(state_struct_block_checked)
 }
 END_TEST
 
+/* Only version 17 trees, what minivmm writes: libfdt 1.6's full check
+ * dereferences NULL on some older headers (tests/fuzz/fuzz_machine). */
+START_TEST(state_version_17_only)
+{
+	struct state_writer w;
+	struct state_reader r;
+	void *blob;
+	size_t len;
+
+	ck_assert_int_eq(state_writer_init(&w), 0);
+	state_node_begin(&w, "dev0", 1);
+	state_node_end(&w);
+	ck_assert_int_eq(state_writer_finish(&w, &blob, &len), 0);
+	ck_assert_uint_eq(fdt_version(blob), 17);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), 0);
+	fdt_set_version(blob, 16);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), -1);
+	fdt_set_version(blob, 18);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), -1);
+	fdt_set_version(blob, 17);
+	fdt_set_last_comp_version(blob, 18);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), -1);
+	fdt_set_last_comp_version(blob, 16);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), 0);
+	free(blob);
+}
+END_TEST
+
+/* A blob's node names reach messages and --inspect: escaped in the path
+ * every message prints, raw from state_node_name(). */
+START_TEST(state_names_escaped)
+{
+	struct state_writer w;
+	struct state_reader r, n, c;
+	void *blob;
+	size_t len;
+
+	ck_assert_int_eq(state_writer_init(&w), 0);
+	state_node_begin(&w, "dev\x1b[2J\nFAKE", 1);
+	state_node_begin(&w, "q\\\r", 1);
+	state_node_end(&w);
+	state_node_end(&w);
+	ck_assert_int_eq(state_writer_finish(&w, &blob, &len), 0);
+	ck_assert_int_eq(state_reader_open(&r, blob, len), 0);
+	ck_assert_int_eq(state_first_child(&r, &n), 0);
+	ck_assert_str_eq(state_node_name(&n), "dev\x1b[2J\nFAKE");
+	ck_assert_str_eq(n.path, "/dev\\x1b[2J\\x0aFAKE");
+	ck_assert_int_eq(state_first_child(&n, &c), 0);
+	ck_assert_str_eq(c.path, "/dev\\x1b[2J\\x0aFAKE/q\\\\\\x0d");
+	free(blob);
+}
+END_TEST
+
 START_TEST(machine_round_trip_and_backends)
 {
 	static struct vm vm;
@@ -310,6 +392,33 @@ START_TEST(machine_round_trip_and_backends)
 }
 END_TEST
 
+/* The stream's backend names in the refusal are escaped: one line, inert. */
+START_TEST(machine_backends_named_escaped)
+{
+	static struct vm vm;
+	struct vm_config out, cmd = { 0 };
+	char err[512];
+	void *blob;
+	size_t len;
+
+	memset(&vm, 0, sizeof(vm));
+	vm.nr_vcpus = 1;
+	vm.mem.ram_size = 64ULL << 20;
+	vm.cfg.nr_disks = 1;
+	vm.cfg.disks[0] = (struct disk_config){ .path = "/img/\x1b[2J\nFAKE LINE" };
+	vm.cfg.nr_nets = 1;
+	vm.cfg.nets[0] = (struct net_config){ .tap = "t\x1b]0;x\x07" };
+	ck_assert_int_eq(machine_save(&vm, &blob, &len), 0);
+	log_capture_errors(err, sizeof(err));
+	ck_assert_int_eq(machine_load(blob, len, &cmd, false, &out), -1);
+	log_capture_errors(NULL, 0);
+	ck_assert_ptr_nonnull(strstr(err, "disk /img/\\x1b[2J\\x0aFAKE LINE, tap t\\x1b]0;x\\x07;"));
+	for (const char *p = err; *p; p++)
+		ck_assert(*p >= 0x20 && *p < 0x7f);
+	free(blob);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stream");
@@ -319,10 +428,14 @@ int main(void)
 	tcase_add_test(tc, crc32c_lanes_and_combine);
 	tcase_add_test(tc, record_round_trip);
 	tcase_add_test(tc, record_bounds);
+	tcase_add_test(tc, record_bounds_documented);
 	tcase_add_test(tc, header_versions);
 	tcase_add_test(tc, state_round_trip_and_checks);
 	tcase_add_test(tc, state_struct_block_checked);
+	tcase_add_test(tc, state_version_17_only);
+	tcase_add_test(tc, state_names_escaped);
 	tcase_add_test(tc, machine_round_trip_and_backends);
+	tcase_add_test(tc, machine_backends_named_escaped);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }

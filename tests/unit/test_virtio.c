@@ -192,14 +192,99 @@ START_TEST(bad_indices)
 }
 END_TEST
 
+/*
+ * An indirect table at H_ITABLE of `out` readable then `in` writable entries,
+ * all at [addr, addr + len) (overlapping: the harness has 16 MiB of RAM),
+ * as the chain of descriptor 0. The only way past 256 buffers here: rng's
+ * queues hold 256 descriptors, and a chain has at most that many hops.
+ */
+#define H_ITABLE (H_DATA + 0x10000)
+static void h_indirect_chain(unsigned out, unsigned in, uint64_t addr, uint32_t len)
+{
+	unsigned n = out + in;
+	uint8_t *t = h_ptr(&H, H_ITABLE, 16ULL * n);
+
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t flags = (i >= out ? VRING_DESC_F_WRITE : 0) | (i + 1 < n ? VRING_DESC_F_NEXT : 0);
+		uint16_t next = (uint16_t)(i + 1);
+
+		memcpy(t + 16 * i, &addr, 8);
+		memcpy(t + 16 * i + 8, &len, 4);
+		memcpy(t + 16 * i + 12, &flags, 2);
+		memcpy(t + 16 * i + 14, &next, 2);
+	}
+	h_setup_queue(&H, 0, 8, VIRTIO_F_RING_INDIRECT_DESC);
+	h_desc(&H, 0, H_ITABLE, 16 * n, VRING_DESC_F_INDIRECT, 0);
+	h_publish(&H, 0);
+}
+
+/* At most VQ_MAX_SG (256) buffers each way: that many are served, one more
+ * is not; a whole queue of writable buffers is served too. */
 START_TEST(chain_too_long)
 {
-	unsigned n = VQ_MAX_SG + 10;
-
-	h_setup_queue(&H, 0, 512, 0);
-	for (unsigned i = 0; i < n; i++)
+	h_setup_queue(&H, 0, 256, 0);
+	for (unsigned i = 0; i < 256; i++)
 		h_desc(&H, (uint16_t)i, H_DATA + 64ULL * i, 64,
-		       VRING_DESC_F_WRITE | (i + 1 < n ? VRING_DESC_F_NEXT : 0), (uint16_t)(i + 1));
+		       VRING_DESC_F_WRITE | (i + 1 < 256 ? VRING_DESC_F_NEXT : 0), (uint16_t)(i + 1));
+	h_publish(&H, 0);
+	ck_assert(h_kick_wait(&H, 0, 1));
+	h_indirect_chain(VQ_MAX_SG, VQ_MAX_SG, H_DATA, 64);
+	ck_assert(h_kick_wait(&H, 0, 1));
+	ck_assert(!h_needs_reset(&H));
+	h_indirect_chain(0, VQ_MAX_SG + 1, H_DATA, 64);
+	ck_assert(h_kick_expect_reset(&H, 0));
+	h_indirect_chain(VQ_MAX_SG + 1, 1, H_DATA, 64);
+	ck_assert(h_kick_expect_reset(&H, 0));
+}
+END_TEST
+
+/* A chain carries 4 GiB at most. */
+START_TEST(chain_bytes_bound)
+{
+	const uint32_t len = 15 << 20;  /* [1 MiB, 16 MiB): all of RAM above H_DATA */
+
+	h_indirect_chain(136, 136, H_DATA, len);        /* 4080 MiB */
+	ck_assert(h_kick_wait(&H, 0, 1));
+	ck_assert(!h_needs_reset(&H));
+	h_indirect_chain(137, 137, H_DATA, len);        /* 4110 MiB */
+	ck_assert(h_kick_expect_reset(&H, 0));
+}
+END_TEST
+
+/* Indirect tables: 1024 entries at most, inside RAM, and only as a chain's
+ * only descriptor. */
+START_TEST(indirect_bounds)
+{
+	uint64_t table = H_ITABLE, a = H_DATA;
+	uint8_t *t = h_ptr(&H, table, 16 * 1025);
+	uint32_t l = 8;
+	uint16_t f = VRING_DESC_F_WRITE;
+
+	memset(t, 0, 16 * 1025);
+	memcpy(t, &a, 8); memcpy(t + 8, &l, 4); memcpy(t + 12, &f, 2);
+	h_setup_queue(&H, 0, 8, VIRTIO_F_RING_INDIRECT_DESC);
+	h_desc(&H, 0, table, 16 * 1024, VRING_DESC_F_INDIRECT, 0);
+	h_publish(&H, 0);
+	ck_assert(h_kick_wait(&H, 0, 1));
+	ck_assert(!h_needs_reset(&H));
+	h_setup_queue(&H, 0, 8, VIRTIO_F_RING_INDIRECT_DESC);
+	h_desc(&H, 0, table, 16 * 1025, VRING_DESC_F_INDIRECT, 0);
+	h_publish(&H, 0);
+	ck_assert(h_kick_expect_reset(&H, 0));
+	/* After a buffer of the same chain, or with one after it. */
+	h_setup_queue(&H, 0, 8, VIRTIO_F_RING_INDIRECT_DESC);
+	h_desc(&H, 0, H_DATA + 64, 8, VRING_DESC_F_NEXT, 1);
+	h_desc(&H, 1, table, 16, VRING_DESC_F_INDIRECT, 0);
+	h_publish(&H, 0);
+	ck_assert(h_kick_expect_reset(&H, 0));
+	h_setup_queue(&H, 0, 8, VIRTIO_F_RING_INDIRECT_DESC);
+	h_desc(&H, 0, table, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
+	h_desc(&H, 1, H_DATA + 64, 8, VRING_DESC_F_WRITE, 0);
+	h_publish(&H, 0);
+	ck_assert(h_kick_expect_reset(&H, 0));
+	/* A table in the MMIO hole. */
+	h_setup_queue(&H, 0, 8, VIRTIO_F_RING_INDIRECT_DESC);
+	h_desc(&H, 0, 0xC0000000, 16, VRING_DESC_F_INDIRECT, 0);
 	h_publish(&H, 0);
 	ck_assert(h_kick_expect_reset(&H, 0));
 }
@@ -291,6 +376,8 @@ int main(void)
 	tcase_add_test(tc, descriptor_loop);
 	tcase_add_test(tc, bad_indices);
 	tcase_add_test(tc, chain_too_long);
+	tcase_add_test(tc, chain_bytes_bound);
+	tcase_add_test(tc, indirect_bounds);
 	tcase_add_test(tc, bad_indirect);
 	tcase_add_test(tc, readable_after_writable);
 	tcase_add_test(tc, event_idx_suppresses);
