@@ -60,7 +60,8 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 
 	if (cmdline->lazy)
 		lazy_guard_block_signal();      /* before vm_create() starts threads */
-	lockdown_receive();                     /* the file is hostile until checked */
+	/* The file is hostile until checked. */
+	lockdown_receive(cmdline->nr_disks || cmdline->nr_nets || cmdline->accept_backends);
 	if (snapshot_open(&s, path) < 0 ||
 	    machine_load(s.machine.payload, s.machine.length, cmdline, cmdline->accept_backends, &cfg) < 0)
 		return EXIT_USAGE;

@@ -159,6 +159,10 @@ static int listen_accept(struct incoming *in)
 	lfd = uri_listen(&in->uri, bound, sizeof(bound));
 	if (lfd < 0)
 		return EXIT_USAGE;
+	/* Bound (a port below 1024 takes a capability); now, before the first
+	 * byte from the network, the receive phase's filter and capabilities. */
+	lockdown_receive(in->cmdline->nr_disks || in->cmdline->nr_nets ||
+			 in->cmdline->accept_backends);
 	fprintf(stderr, "minivmm: incoming migration: listening on %s\n", bound);
 	for (;;) {
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -380,7 +384,6 @@ int incoming_stream(struct vm *vm, const struct vm_config *cmdline, const char *
 	in.fd = in.lfd = in.urgent_fd = -1;
 	if (check_args(&in, uri) < 0)
 		return EXIT_USAGE;
-	lockdown_receive();     /* before the first byte from the network */
 	ret = listen_accept(&in);
 	if (ret != EXIT_OK)
 		return ret;

@@ -101,7 +101,24 @@ void lockdown_thread(enum thread_kind kind)
 	seccomp_thread_enter(kind);
 }
 
-void lockdown_receive(void)
+void lockdown_receive(bool opens_backends)
 {
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+	uint32_t keep = 0;
+
+	if (opens_backends)
+		keep |= 1U << CAP_NET_ADMIN | 1U << CAP_DAC_OVERRIDE;
+	if (ld.user_set)
+		keep |= 1U << CAP_SETUID | 1U << CAP_SETGID | 1U << CAP_CHOWN;
+	if (ld.chroot_dir)
+		keep |= 1U << CAP_SYS_CHROOT;
+	if (syscall(SYS_capget, &h, d) < 0)
+		fatal("reading capabilities");
+	keep &= d[0].permitted;         /* all below 32 */
+	memset(d, 0, sizeof(d));
+	d[0].effective = d[0].permitted = keep;
+	if (syscall(SYS_capset, &h, d) < 0)
+		fatal("dropping capabilities");
 	seccomp_thread_enter(THREAD_RECEIVE);
 }

@@ -37,10 +37,13 @@ int lockdown_prepare(const struct lockdown_config *cfg);
 /* Fatal on failure: the thread would run with more than it should. */
 void lockdown_thread(enum thread_kind kind);
 
-/* A destination's main thread before it reads a stream or snapshot: the
- * receive phase's filter only (THREAD_RECEIVE). Capabilities and the user
- * stay until lockdown_thread(THREAD_MAIN): opening the taps and disks the
- * stream names, after GO, still needs them. */
-void lockdown_receive(void);
+/* A destination's main thread before it reads a stream or snapshot (after
+ * it listens: a port below 1024 needs a capability): the receive phase's
+ * filter (THREAD_RECEIVE), and of its capabilities only those the rest of
+ * set-up needs: CAP_NET_ADMIN and CAP_DAC_OVERRIDE if it opens backends
+ * (after GO: taps and disks owned by others), CAP_SETUID, CAP_SETGID and
+ * CAP_CHOWN with --user, CAP_SYS_CHROOT with --chroot; none otherwise.
+ * The user changes at lockdown_thread(THREAD_MAIN), as on any VM. */
+void lockdown_receive(bool opens_backends);
 
 #endif

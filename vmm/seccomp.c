@@ -185,7 +185,7 @@ static const struct rule receive_rules[] = {
 		  KVM_IRQFD, KVM_SET_TSC_KHZ, KVM_SET_XSAVE, KVM_SET_XCRS, KVM_SET_DEBUGREGS,
 		  KVM_SET_IRQCHIP, KVM_SET_LAPIC, KVM_SET_MSRS, KVM_SET_VCPU_EVENTS,
 		  KVM_SET_MP_STATE, KVM_SET_REGS, KVM_SET_SREGS, KVM_GET_MSR_INDEX_LIST,
-		  UFFDIO_API, UFFDIO_REGISTER),
+		  UFFDIO_API, UFFDIO_REGISTER, USERFAULTFD_IOC_NEW),
 	ALLOW(memfd_create), ALLOW(userfaultfd), ALLOW(eventfd2), ALLOW(epoll_create1),
 	ALLOW(signalfd4), ALLOW(fadvise64), ALLOW(prlimit64), ALLOW(statx), ALLOW(fstatfs),
 	ALLOW(chroot), ALLOW(chdir), ALLOW(setgroups), ALLOW(setresgid), ALLOW(setresuid),

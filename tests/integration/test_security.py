@@ -199,21 +199,34 @@ def test_forbidden_call_applier(guest_factory, tmp_path):
 @pytest.mark.parametrize("uri", ["tcp:127.0.0.1:0", "unix:{tmp}/in.sock", "file:{tmp}/snap"])
 def test_forbidden_call_receive_phase(tmp_path, uri):
     """A destination filters its main thread before it reads the first byte
-    of a stream or snapshot (before it even listens or opens the file)."""
+    of a stream or snapshot (once it listens; before it opens the file)."""
     p = Proc([MINIVMM, "--incoming", uri.format(tmp=tmp_path)], env=forbidden("receive"))
     assert_died_of_it(p, "receive")
 
 
-def test_receive_phase_filtered_until_the_guest_runs(guest_factory, tmp_path):
+CAP_DAC_OVERRIDE, CAP_NET_ADMIN = 1, 12
+
+
+@pytest.mark.parametrize("backends", ["none", "disk"])
+def test_receive_phase_filtered_until_the_guest_runs(guest_factory, tmp_path, backends):
     """While it waits for a source the destination's main thread has one
-    filter (the receive phase's) and still its capabilities (it opens taps
-    and disks after GO); once the guest runs it has a second, the main
-    thread's, and none."""
-    dst, uri, _ = destination(tmp_path)
+    filter (the receive phase's) and no capability, or with backends to open
+    after GO only the two that takes; once the guest runs it has a second
+    filter, the main thread's, and no capability."""
+    extra = ()
+    if backends == "disk":
+        disk = tmp_path / "disk.img"
+        disk.write_bytes(b"\0" * (1 << 20))
+        extra = ("--disk", str(disk))
+    dst, uri, _ = destination(tmp_path, extra=extra)
     try:
         main = thread_status(dst.proc.pid)["minivmm"]
         assert len(main) == 1 and main[0]["Seccomp"] == "2", main
         assert main[0]["Seccomp_filters"] == "1", main
+        want = 0 if backends == "none" else 1 << CAP_DAC_OVERRIDE | 1 << CAP_NET_ADMIN
+        assert int(main[0]["CapEff"], 16) == want and int(main[0]["CapPrm"], 16) == want, main
+        if backends == "disk":
+            return
         sock = str(tmp_path / "src.sock")
         src = guest_factory(cpus=1, memory="64M", cmdline="hb=50", extra=("--api-sock", sock))
         src.ready()
