@@ -37,7 +37,7 @@
 
 struct psk_user {
 	char name[128];
-	char hexkey[260];
+	char hexkey[257];               /* 256 hex digits: a 128-byte key */
 };
 
 struct tls_creds {
@@ -93,8 +93,16 @@ static int psk_read_users(struct tls_creds *cr, const char *path)
 		return -1;
 	while (cr->nr_users < PSK_USERS_MAX && fgets(line, sizeof(line), f)) {
 		struct psk_user *u = &cr->users[cr->nr_users];
+		bool whole = strchr(line, '\n') || feof(f);
 		char *colon;
+		int c;
 
+		/* A line longer than the buffer is past every bound: skip all of
+		 * it, never read its tail as a line of its own. */
+		while (!whole && (c = fgetc(f)) != EOF && c != '\n')
+			;
+		if (!whole)
+			continue;
 		line[strcspn(line, "\r\n")] = 0;
 		colon = strchr(line, ':');
 		if (!colon || colon == line || (size_t)(colon - line) >= sizeof(u->name) ||

@@ -333,7 +333,11 @@ def test_psk_table_bounds(tmp_path):
     keys of up to 256 hex digits; a line past one of those is ignored (its user
     is unknown to the destination), and a file left with none is refused at start."""
     name127, name128 = "n" * 127, "m" * 128
-    ignored = [(name128, "01" * 32), ("k260", "cd" * 130)]
+    # A 580-byte line whose bytes past the 511th read "tail:KEY": a user of
+    # its own if the reader took a long line in pieces.
+    ignored = [(name128, "01" * 32), ("k260", "cd" * 130), ("k258", "ce" * 129),
+               ("y" * 511 + "tail", "0e" * 32)]
+    unknown = ignored[:3] + [("tail", "0e" * 32)]
     read = [(name127, "02" * 32), ("k256", "ab" * 128)]
     read += [(f"u{i}", f"{i:064x}") for i in range(3, 65)]          # the 64th user is u64
     late = ("late", "0f" * 32)
@@ -344,7 +348,7 @@ def test_psk_table_bounds(tmp_path):
         dst, uri, _ = destination(tmp_path, name=user[:8], extra=("--tls-creds", str(d), "-v"))
         try:
             if user == name127:         # the unknown ones first: each leaves it listening
-                for u, k in ignored + [late]:
+                for u, k in unknown + [late]:
                     start = len(dst.lines)
                     psk_handshake(uri, u, k)
                     m, _ = dst.wait_for(STRAY, timeout=20, start=start)
