@@ -198,8 +198,31 @@ static int read_extent(int fd, uint8_t *dst, uint64_t len, uint64_t off)
  * which allocates shmem pages far cheaper than faulting them in through
  * the mapping (no page-table work; KVM maps them when the guest touches).
  */
+/* Copy the non-zero pages of buf[0, len) to the region at d, in runs:
+ * guest RAM is a new, empty memfd. A copy of the file without its holes
+ * (cp --sparse=never, most downloads) has zero pages as data; they stay
+ * holes here and are not counted as present. */
+static int load_nonzero(struct mem_region *r, uint64_t d, const uint8_t *buf, uint64_t len,
+			uint64_t *present)
+{
+	uint64_t run = 0, p;
+
+	for (p = 0; p < len; p += PAGE) {
+		if (!guest_page_is_zero(buf + p)) {
+			(*present)++;
+			continue;
+		}
+		if (p > run && guest_mem_load(r, d + run, buf + run, p - run) < 0)
+			return -1;
+		run = p + PAGE;
+	}
+	if (p > run && guest_mem_load(r, d + run, buf + run, p - run) < 0)
+		return -1;
+	return 0;
+}
+
 static int read_pages(int fd, uint64_t base, struct mem_region *r, uint64_t d, uint64_t h,
-		      uint32_t *page_crc, uint8_t *buf)
+		      uint32_t *page_crc, uint8_t *buf, uint64_t *present)
 {
 	while (d < h) {
 		uint64_t len = h - d > READ_CHUNK ? READ_CHUNK : h - d;
@@ -208,7 +231,7 @@ static int read_pages(int fd, uint64_t base, struct mem_region *r, uint64_t d, u
 			return -1;
 		for (uint64_t p = 0; page_crc && p < len; p += PAGE)
 			page_crc[(d + p) / PAGE] = crc32c(0, buf + p, PAGE);
-		if (guest_mem_load(r, d, buf, len) < 0) {
+		if (load_nonzero(r, d, buf, len, present) < 0) {
 			pr_err("writing restored guest RAM: %s", strerror(errno));
 			return -1;
 		}
@@ -244,9 +267,8 @@ static int read_range(int fd, uint64_t base, struct mem_region *r, uint64_t star
 		/* The file may not be cached (saves use O_DIRECT): have the
 		 * kernel read the extent ahead while we copy it chunk by chunk. */
 		posix_fadvise(fd, (off_t)(base + d), (off_t)(h - d), POSIX_FADV_WILLNEED);
-		if (read_pages(fd, base, r, d, h, page_crc, buf) < 0)
+		if (read_pages(fd, base, r, d, h, page_crc, buf, present) < 0)
 			return -1;
-		*present += (h - d) / PAGE;
 		pos = h;
 	}
 	return 0;

@@ -148,6 +148,31 @@ def test_chain_of_three(guest_factory, tmp_path, cpus):
             p.kill()
 
 
+def test_copy_without_holes_restores(guest_factory, tmp_path):
+    """A snapshot copied without its holes (cp --sparse=never, scp, most
+    downloads: zero pages become data) restores like the original, and its
+    zero pages stay holes in guest RAM."""
+    g, sock = start_guest(guest_factory, tmp_path, cpus=1)
+    g.command("fill 32M", r"^FILL done")
+    snap = tmp_path / "snap"
+    data, _, _ = save(sock, f"file:{snap}")
+    assert data["status"] == "completed"
+    dense = tmp_path / "dense"
+    subprocess.run(["cp", "--sparse=never", str(snap), str(dense)], check=True)
+    assert dense.stat().st_blocks > 2 * snap.stat().st_blocks       # really no holes
+    d, dsock = restore(dense, tmp_path, extra=("--paused",))
+    try:
+        q = wait_socket(d, dsock)
+        q.cmd("qmp_capabilities")
+        assert digest(q) == data["ram-digest"]
+        assert q.cmd("cont") == {"return": {}}
+        d.send("verify\n")
+        m, _ = d.wait_for(r"^VERIFY (PASS|FAIL)", timeout=30)
+        assert m.group(1) == "PASS", d.tail()
+    finally:
+        d.kill()
+
+
 def test_checkpoint_keeps_source_running(guest_factory, tmp_path):
     g, sock = start_guest(guest_factory, tmp_path)
     g.command("fill 32M", r"^FILL done")
