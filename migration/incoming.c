@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <linux/capability.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "migration/snapshot.h"
 #include "migration/vmstate.h"
 #include "vmm/log.h"
+#include "vmm/backend_priv.h"
 #include "vmm/lockdown.h"
 
 /* --lazy=mmap: the file's RAM area replaces the memfd mappings before KVM sees them. */
@@ -51,6 +53,16 @@ static int prefetch_working_set(const struct snapshot *s, struct vm *vm)
 	return lazy_uffd_prefetch(lazy_uffd, map, count);
 }
 
+void incoming_lockdown(const struct vm_config *cmdline)
+{
+	uint32_t caps = 1U << CAP_NET_ADMIN | 1U << CAP_DAC_OVERRIDE;
+
+	lockdown_effective_off();
+	if (!cmdline->accept_backends)
+		caps = backend_caps_needed(cmdline);
+	lockdown_receive(caps);
+}
+
 static int restore_file(struct vm *vm, const struct vm_config *cmdline, const char *path)
 {
 	static struct snapshot s;       /* lives as long as the VM may fault pages in */
@@ -60,8 +72,7 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 
 	if (cmdline->lazy)
 		lazy_guard_block_signal();      /* before vm_create() starts threads */
-	/* The file is hostile until checked. */
-	lockdown_receive(cmdline->nr_disks || cmdline->nr_nets || cmdline->accept_backends);
+	incoming_lockdown(cmdline);             /* the file is hostile until checked */
 	if (snapshot_open(&s, path) < 0 ||
 	    machine_load(s.machine.payload, s.machine.length, cmdline, cmdline->accept_backends, &cfg) < 0)
 		return EXIT_USAGE;

@@ -12,4 +12,9 @@
 /* Returns the process exit status; `vm` is the process's one VM. */
 int incoming_run(struct vm *vm, const struct vm_config *cmdline);
 
+/* Enter the receive phase (vmm/lockdown.h) keeping the capabilities that
+ * opening the command line's backends after GO takes, or, with
+ * --accept-backends (paths the stream names), the two that any might. */
+void incoming_lockdown(const struct vm_config *cmdline);
+
 #endif

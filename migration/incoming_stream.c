@@ -28,6 +28,7 @@
 
 #include "devices/virtio_mmio.h"
 #include "migration/crc32c.h"
+#include "migration/incoming.h"
 #include "migration/incoming_peer.h"
 #include "migration/incoming_stream.h"
 #include "migration/machine.h"
@@ -39,7 +40,6 @@
 #include "migration/vmstate.h"
 #include "vmm/failpoint.h"
 #include "vmm/log.h"
-#include "vmm/lockdown.h"
 
 struct incoming {
 	struct vm *vm;
@@ -161,8 +161,7 @@ static int listen_accept(struct incoming *in)
 		return EXIT_USAGE;
 	/* Bound (a port below 1024 takes a capability); now, before the first
 	 * byte from the network, the receive phase's filter and capabilities. */
-	lockdown_receive(in->cmdline->nr_disks || in->cmdline->nr_nets ||
-			 in->cmdline->accept_backends);
+	incoming_lockdown(in->cmdline);
 	fprintf(stderr, "minivmm: incoming migration: listening on %s\n", bound);
 	for (;;) {
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

@@ -101,24 +101,34 @@ void lockdown_thread(enum thread_kind kind)
 	seccomp_thread_enter(kind);
 }
 
-void lockdown_receive(bool opens_backends)
+static void set_caps(uint32_t effective, uint32_t permitted)
 {
 	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
-	uint32_t keep = 0;
 
-	if (opens_backends)
-		keep |= 1U << CAP_NET_ADMIN | 1U << CAP_DAC_OVERRIDE;
+	if (syscall(SYS_capget, &h, d) < 0)
+		fatal("reading capabilities");
+	d[0].permitted &= permitted;    /* ours are all below 32 */
+	d[0].effective = effective & d[0].permitted;
+	d[0].inheritable = 0;
+	memset(&d[1], 0, sizeof(d[1]));
+	if (syscall(SYS_capset, &h, d) < 0)
+		fatal("changing capabilities");
+}
+
+void lockdown_effective_off(void)
+{
+	set_caps(0, ~0U);
+}
+
+void lockdown_receive(uint32_t backend_caps)
+{
+	uint32_t keep = backend_caps;
+
 	if (ld.user_set)
 		keep |= 1U << CAP_SETUID | 1U << CAP_SETGID | 1U << CAP_CHOWN;
 	if (ld.chroot_dir)
 		keep |= 1U << CAP_SYS_CHROOT;
-	if (syscall(SYS_capget, &h, d) < 0)
-		fatal("reading capabilities");
-	keep &= d[0].permitted;         /* all below 32 */
-	memset(d, 0, sizeof(d));
-	d[0].effective = d[0].permitted = keep;
-	if (syscall(SYS_capset, &h, d) < 0)
-		fatal("dropping capabilities");
+	set_caps(keep, keep);
 	seccomp_thread_enter(THREAD_RECEIVE);
 }

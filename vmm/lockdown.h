@@ -37,13 +37,18 @@ int lockdown_prepare(const struct lockdown_config *cfg);
 /* Fatal on failure: the thread would run with more than it should. */
 void lockdown_thread(enum thread_kind kind);
 
+/* The calling thread's effective capabilities off, its permitted ones
+ * kept: what it could do unprivileged can then be asked of the kernel
+ * (vmm/backend_priv.h). lockdown_receive() follows. */
+void lockdown_effective_off(void);
+
 /* A destination's main thread before it reads a stream or snapshot (after
  * it listens: a port below 1024 needs a capability): the receive phase's
  * filter (THREAD_RECEIVE), and of its capabilities only those the rest of
- * set-up needs: CAP_NET_ADMIN and CAP_DAC_OVERRIDE if it opens backends
- * (after GO: taps and disks owned by others), CAP_SETUID, CAP_SETGID and
- * CAP_CHOWN with --user, CAP_SYS_CHROOT with --chroot; none otherwise.
- * The user changes at lockdown_thread(THREAD_MAIN), as on any VM. */
-void lockdown_receive(bool opens_backends);
+ * set-up needs: backend_caps (a mask of 1 << CAP_*: opening its disks and
+ * taps after GO), CAP_SETUID, CAP_SETGID and CAP_CHOWN with --user,
+ * CAP_SYS_CHROOT with --chroot; none otherwise. The user changes at
+ * lockdown_thread(THREAD_MAIN), as on any VM. */
+void lockdown_receive(uint32_t backend_caps);
 
 #endif

@@ -207,25 +207,36 @@ def test_forbidden_call_receive_phase(tmp_path, uri):
 CAP_DAC_OVERRIDE, CAP_NET_ADMIN = 1, 12
 
 
-@pytest.mark.parametrize("backends", ["none", "disk"])
+@pytest.mark.parametrize("backends", ["none", "own-disk", "others-disk", "missing-tap",
+                                      "accept-backends"])
 def test_receive_phase_filtered_until_the_guest_runs(guest_factory, tmp_path, backends):
     """While it waits for a source the destination's main thread has one
-    filter (the receive phase's) and no capability, or with backends to open
-    after GO only the two that takes; once the guest runs it has a second
+    filter (the receive phase's) and no capability, unless opening its
+    backends after GO will take one: an image it cannot open as its own
+    user (CAP_DAC_OVERRIDE), a tap it must create (CAP_NET_ADMIN), paths
+    the stream will name (both). Once the guest runs it has a second
     filter, the main thread's, and no capability."""
-    extra = ()
-    if backends == "disk":
-        disk = tmp_path / "disk.img"
-        disk.write_bytes(b"\0" * (1 << 20))
+    extra, want = (), 0
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * (1 << 20))
+    if backends == "own-disk":
         extra = ("--disk", str(disk))
-    dst, uri, _ = destination(tmp_path, extra=extra)
+    elif backends == "others-disk":
+        disk.chmod(0o600)
+        os.chown(disk, 65534, 65534)
+        extra, want = ("--disk", str(disk)), 1 << CAP_DAC_OVERRIDE
+    elif backends == "missing-tap":
+        extra, want = ("--net", "tap=mvnosuchtap0"), 1 << CAP_NET_ADMIN
+    elif backends == "accept-backends":
+        extra, want = ("--accept-backends",), 1 << CAP_DAC_OVERRIDE | 1 << CAP_NET_ADMIN
+    dst, uri, _ = destination(tmp_path, extra=extra,
+                              uri="unix:" + str(tmp_path / "in.sock"))
     try:
         main = thread_status(dst.proc.pid)["minivmm"]
         assert len(main) == 1 and main[0]["Seccomp"] == "2", main
         assert main[0]["Seccomp_filters"] == "1", main
-        want = 0 if backends == "none" else 1 << CAP_DAC_OVERRIDE | 1 << CAP_NET_ADMIN
         assert int(main[0]["CapEff"], 16) == want and int(main[0]["CapPrm"], 16) == want, main
-        if backends == "disk":
+        if backends != "none":
             return
         sock = str(tmp_path / "src.sock")
         src = guest_factory(cpus=1, memory="64M", cmdline="hb=50", extra=("--api-sock", sock))
