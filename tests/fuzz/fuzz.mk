@@ -2,7 +2,8 @@
 # the control socket, the machine record, the kernel loaders, the virtqueues,
 # the snapshot file, the device state). Included from the top-level Makefile;
 # also usable alone:
-#   make -f tests/fuzz/fuzz.mk fuzz-short
+#   make -f tests/fuzz/fuzz.mk fuzz-short     each target for seconds (make test)
+#   make -f tests/fuzz/fuzz.mk fuzz           each target for FUZZ_LONG s (300)
 # Needs clang and libFuzzer (Debian: clang-14 libclang-rt-14-dev on bookworm;
 # on bullseye/older, libFuzzer ships in the clang-N package itself).
 BUILD       ?= build
@@ -62,8 +63,16 @@ STATE_SRC   := tests/fuzz/fuzz_state.c devices/virtio_rng.c vmm/lockdown.c vmm/s
                $(STATE_LOAD_SRC)
 STATE_TIME  ?= 10
 
-.PHONY: fuzz fuzz-short
-fuzz: $(FUZZ_DIR)/fuzz_stream $(FUZZ_DIR)/seeds/.done $(FUZZ_DIR)/fuzz_qmp $(FUZZ_DIR)/fuzz_machine \
+# A longer run: every target for FUZZ_LONG seconds, one after the other.
+FUZZ_LONG   ?= 300
+
+.PHONY: fuzz fuzz-build fuzz-short
+fuzz: fuzz-build
+	$(MAKE) -f tests/fuzz/fuzz.mk fuzz-short BUILD=$(BUILD) FUZZ_TIME=$(FUZZ_LONG) \
+	  QMP_TIME=$(FUZZ_LONG) MACHINE_TIME=$(FUZZ_LONG) KERNEL_TIME=$(FUZZ_LONG) \
+	  VQ_TIME=$(FUZZ_LONG) SNAP_TIME=$(FUZZ_LONG) STATE_TIME=$(FUZZ_LONG)
+
+fuzz-build: $(FUZZ_DIR)/fuzz_stream $(FUZZ_DIR)/seeds/.done $(FUZZ_DIR)/fuzz_qmp $(FUZZ_DIR)/fuzz_machine \
       $(FUZZ_DIR)/fuzz_kernel $(FUZZ_DIR)/fuzz_virtqueue $(FUZZ_DIR)/fuzz_snapshot $(FUZZ_DIR)/fuzz_state
 
 $(FUZZ_DIR)/fuzz_virtqueue: $(VQ_SRC) $(VQ_DEPS) $(wildcard devices/*.h migration/*.h vmm/*.h)
@@ -105,7 +114,7 @@ $(FUZZ_DIR)/seeds/.done: tests/fuzz/gen_seeds.py
 # migration/state.c), reported as one instead of after libFuzzer's 20 min.
 # -close_fd_mask=2: the target's one-line errors would drown libFuzzer's own
 # output (which, like sanitizer reports, still reaches the terminal).
-fuzz-short: fuzz
+fuzz-short: fuzz-build
 	@mkdir -p $(FUZZ_DIR)/corpus
 	$(FUZZ_DIR)/fuzz_stream -max_total_time=$(FUZZ_TIME) -max_len=65536 -close_fd_mask=2 \
 	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
