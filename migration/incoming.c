@@ -53,13 +53,15 @@ static int prefetch_working_set(const struct snapshot *s, struct vm *vm)
 	return lazy_uffd_prefetch(lazy_uffd, map, count);
 }
 
-void incoming_lockdown(const struct vm_config *cmdline)
+void incoming_lockdown(const struct vm_config *cmdline, const char *snapshot)
 {
 	uint32_t caps = 1U << CAP_NET_ADMIN | 1U << CAP_DAC_OVERRIDE;
 
 	lockdown_effective_off();
 	if (!cmdline->accept_backends)
 		caps = backend_caps_needed(cmdline);
+	if (snapshot)
+		caps |= snapshot_caps_needed(snapshot, cmdline->lazy);
 	lockdown_receive(caps);
 }
 
@@ -72,7 +74,7 @@ static int restore_file(struct vm *vm, const struct vm_config *cmdline, const ch
 
 	if (cmdline->lazy)
 		lazy_guard_block_signal();      /* before vm_create() starts threads */
-	incoming_lockdown(cmdline);             /* the file is hostile until checked */
+	incoming_lockdown(cmdline, path);       /* the file is hostile until checked */
 	if (snapshot_open(&s, path) < 0 ||
 	    machine_load(s.machine.payload, s.machine.length, cmdline, cmdline->accept_backends, &cfg) < 0)
 		return EXIT_USAGE;

@@ -14,7 +14,8 @@ int incoming_run(struct vm *vm, const struct vm_config *cmdline);
 
 /* Enter the receive phase (vmm/lockdown.h) keeping the capabilities that
  * opening the command line's backends after GO takes, or, with
- * --accept-backends (paths the stream names), the two that any might. */
-void incoming_lockdown(const struct vm_config *cmdline);
+ * --accept-backends (paths the stream names), the two that any might;
+ * and for a restore (snapshot: its path, else NULL) what reading it takes. */
+void incoming_lockdown(const struct vm_config *cmdline, const char *snapshot);
 
 #endif

@@ -161,7 +161,7 @@ static int listen_accept(struct incoming *in)
 		return EXIT_USAGE;
 	/* Bound (a port below 1024 takes a capability); now, before the first
 	 * byte from the network, the receive phase's filter and capabilities. */
-	incoming_lockdown(in->cmdline);
+	incoming_lockdown(in->cmdline, NULL);
 	fprintf(stderr, "minivmm: incoming migration: listening on %s\n", bound);
 	for (;;) {
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

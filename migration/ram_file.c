@@ -242,7 +242,7 @@ static int read_pages(int fd, uint64_t base, struct mem_region *r, uint64_t d, u
 
 /* Read the extents of [start, end) of a region (offsets within it). */
 static int read_range(int fd, uint64_t base, struct mem_region *r, uint64_t start, uint64_t end,
-		      uint32_t *page_crc, uint64_t *present, uint8_t *buf)
+		      uint32_t *page_crc, uint64_t *present, uint64_t *extent, uint8_t *buf)
 {
 	uint64_t pos = start;
 
@@ -269,6 +269,7 @@ static int read_range(int fd, uint64_t base, struct mem_region *r, uint64_t star
 		posix_fadvise(fd, (off_t)(base + d), (off_t)(h - d), POSIX_FADV_WILLNEED);
 		if (read_pages(fd, base, r, d, h, page_crc, buf, present) < 0)
 			return -1;
+		*extent += (h - d) / PAGE;
 		pos = h;
 	}
 	return 0;
@@ -286,7 +287,8 @@ static int read_region(int fd, uint64_t base, struct mem_region *r, uint32_t *pa
 	}
 	/* One thread: shmem page allocation bounds this, and it did not
 	 * scale with a second thread on the 2-core hosts we measured. */
-	ret = read_range(fd, base, r, 0, r->size, page_crc, &st->pages_present, buf);
+	ret = read_range(fd, base, r, 0, r->size, page_crc, &st->pages_present, &st->pages_extent,
+			 buf);
 	free(buf);
 	return ret;
 }

@@ -25,6 +25,10 @@ struct ram_stats {
 	uint64_t pages_present;
 	uint64_t pages_zero;
 	uint64_t bytes_written;
+	/* Reads: pages in the file's data extents (SEEK_DATA), zero or not.
+	 * A save counts those (on filesystems without holes, every page it
+	 * wrote around); pages_present counts the non-zero ones. */
+	uint64_t pages_extent;
 };
 
 /* Number of chunks covering `mem`. */

@@ -147,7 +147,10 @@ int snapshot_load_ram(struct snapshot *s, struct vm *vm, bool lazy)
 		return ram_file_map(s->fd, s->hdr.ram_offset, &vm->mem);
 	if (ram_file_read(s->fd, s->hdr.ram_offset, &vm->mem, crcs, &rs) < 0)
 		return -1;
-	if (rs.pages_present != s->totals.pages_present) {
+	/* The save counted its file's data extents; a copy may have more (zero
+	 * pages as data) or, on another filesystem, fewer: either count will do,
+	 * the chunk CRCs above vouch for the content. */
+	if (rs.pages_present != s->totals.pages_present && rs.pages_extent != s->totals.pages_present) {
 		pr_err("%s: %llu RAM pages present, the end record says %llu", s->path,
 		       (unsigned long long)rs.pages_present, (unsigned long long)s->totals.pages_present);
 		return -1;

@@ -10,11 +10,14 @@
  * kernel would compare them at TUNSETIFF.
  */
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "devices/virtio_blk.h"
@@ -78,5 +81,24 @@ uint32_t backend_caps_needed(const struct vm_config *cfg)
 	for (unsigned i = 0; i < cfg->nr_nets; i++)
 		if (tap_needs_admin(cfg->nets[i].tap))
 			caps |= 1U << CAP_NET_ADMIN;
+	if (cfg->api_sock) {
+		char dir[PATH_MAX];
+
+		snprintf(dir, sizeof(dir), "%s", cfg->api_sock);
+		if (faccessat(AT_FDCWD, dirname(dir), W_OK | X_OK, AT_EACCESS) < 0)
+			caps |= 1U << CAP_DAC_OVERRIDE;
+	}
+	return caps;
+}
+
+uint32_t snapshot_caps_needed(const char *path, bool lease)
+{
+	uint32_t caps = 0;
+	struct stat st;
+
+	if (faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) < 0)
+		caps |= 1U << CAP_DAC_OVERRIDE;
+	if (lease && (stat(path, &st) < 0 || st.st_uid != geteuid()))
+		caps |= 1U << CAP_LEASE;
 	return caps;
 }

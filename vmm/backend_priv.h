@@ -15,9 +15,13 @@
 #include "vmm/vm.h"
 
 /* A mask of (1 << CAP_*): CAP_DAC_OVERRIDE for an image this uid and
- * group cannot open as asked, CAP_NET_ADMIN for a tap that does not exist
- * yet (creating one takes it) or that belongs to another user or group
- * (Linux's tun_not_capable()). */
+ * group cannot open as asked, or an --api-sock folder it cannot write;
+ * CAP_NET_ADMIN for a tap that does not exist yet (creating one takes it)
+ * or that belongs to another user or group (Linux's tun_not_capable()). */
 uint32_t backend_caps_needed(const struct vm_config *cfg);
+
+/* The same for a snapshot file a restore reads: CAP_DAC_OVERRIDE if it
+ * cannot be read, CAP_LEASE if `lease` (--lazy's guard) and it is not ours. */
+uint32_t snapshot_caps_needed(const char *path, bool lease);
 
 #endif

@@ -127,8 +127,8 @@ void lockdown_receive(uint32_t backend_caps)
 
 	if (ld.user_set)
 		keep |= 1U << CAP_SETUID | 1U << CAP_SETGID | 1U << CAP_CHOWN;
-	if (ld.chroot_dir)
-		keep |= 1U << CAP_SYS_CHROOT;
+	if (ld.chroot_dir)      /* and the search of a jail in a folder of the user's */
+		keep |= 1U << CAP_SYS_CHROOT | 1U << CAP_DAC_READ_SEARCH;
 	set_caps(keep, keep);
 	seccomp_thread_enter(THREAD_RECEIVE);
 }

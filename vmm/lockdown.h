@@ -45,9 +45,9 @@ void lockdown_effective_off(void);
 /* A destination's main thread before it reads a stream or snapshot (after
  * it listens: a port below 1024 needs a capability): the receive phase's
  * filter (THREAD_RECEIVE), and of its capabilities only those the rest of
- * set-up needs: backend_caps (a mask of 1 << CAP_*: opening its disks and
- * taps after GO), CAP_SETUID, CAP_SETGID and CAP_CHOWN with --user,
- * CAP_SYS_CHROOT with --chroot; none otherwise. The user changes at
+ * set-up needs: backend_caps (a mask of 1 << CAP_*: its files and taps,
+ * vmm/backend_priv.h), CAP_SETUID, CAP_SETGID and CAP_CHOWN with --user,
+ * CAP_SYS_CHROOT and CAP_DAC_READ_SEARCH with --chroot; none otherwise. The user changes at
  * lockdown_thread(THREAD_MAIN), as on any VM. */
 void lockdown_receive(uint32_t backend_caps);
 

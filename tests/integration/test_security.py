@@ -327,6 +327,57 @@ def test_user_and_chroot(guest_factory, tmp_path, opendir):
     assert not os.path.exists(sock)
 
 
+def test_user_and_chroot_destination(guest_factory, tmp_path):
+    """The layout docs/security.md suggests, as a destination: a folder of
+    the VM user's (mode 0700) with its socket and its jail. The receive
+    phase keeps what entering that jail and binding that socket take, and
+    the guest runs there as that user, every thread filtered and without
+    capabilities."""
+    base = tmp_path / "vm1"
+    jail = base / "jail"
+    jail.mkdir(parents=True)
+    for d in (base, jail):
+        os.chown(d, NOBODY, NOBODY)
+        d.chmod(0o700)
+    dsock = str(base / "d.sock")
+    dst, uri, _ = destination(tmp_path, extra=("--user", f"{NOBODY}:{NOBODY}",
+                                               "--chroot", str(jail), "--api-sock", dsock))
+    sock = str(tmp_path / "src.sock")
+    src = guest_factory(cpus=1, memory="64M", cmdline="hb=50", extra=("--api-sock", sock))
+    src.ready()
+    try:
+        assert migrate(sock, uri).returncode == 0
+        dst.wait_for(r"^HB ", timeout=10)
+        threads = assert_filtered(dst.proc.pid, want=("minivmm", "vcpu0"))
+        assert all(st["Uid"].split() == [str(NOBODY)] * 4 for sts in threads.values()
+                   for st in sts), threads
+        assert os.readlink(f"/proc/{dst.proc.pid}/root") == str(jail)
+        assert os.stat(dsock).st_uid == NOBODY
+    finally:
+        dst.kill()
+
+
+def test_restore_of_another_users_snapshot(guest_factory, tmp_path):
+    """A snapshot owned by another user, mode 0600 (what a --user VM
+    saves), restored by root with --lazy: reading it and taking its lease
+    are the capabilities the receive phase keeps."""
+    from test_snapshot import save
+    sock = str(tmp_path / "src.sock")
+    g = guest_factory(cpus=1, memory="64M", cmdline="hb=50", extra=("--api-sock", sock))
+    g.ready()
+    snap = tmp_path / "snap"
+    data, _, _ = save(sock, f"file:{snap}")
+    assert data["status"] == "completed"
+    os.chown(snap, NOBODY, NOBODY)
+    snap.chmod(0o600)
+    p = Proc([MINIVMM, "--incoming", f"file:{snap}", "--lazy=mmap"])
+    try:
+        p.wait_for(r"^HB ", timeout=10)
+        assert "lease" not in p.output(), p.tail()
+    finally:
+        p.kill()
+
+
 def test_bad_user_and_chroot_flags():
     for args, line in ((["--user", "nobody"], "--user 'nobody': expected UID:GID (numbers)"),
                        (["--user", "1:"], "--user '1:': expected UID:GID (numbers)"),
