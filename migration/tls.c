@@ -58,14 +58,16 @@ struct tls_creds {
  * cost per record and per syscall is what made a 1 GiB stream slow on hosts
  * where syscalls are dear: a record per 4 KiB page and a send() each, and two
  * recv()s per record (its header, then its body). So sends are gathered
- * into full-size records (STAGE_MAX) and corked, one sendmsg() per batch;
- * receives read ahead into rbuf (RBUF_SIZE), and GnuTLS takes its small
- * reads from there. Read-ahead starts only after the handshake, and only
+ * into full-size records (STAGE_MAX) whose ciphertext collects in obuf, one
+ * send() per batch (SEND_BATCH; GnuTLS pushes every record on its own, and
+ * its cork only joins plaintext into records); receives read ahead into
+ * rbuf (RBUF_SIZE), and GnuTLS takes its small reads from there. Read-ahead starts only after the handshake, and only
  * where the kernel does not take the receiving side: bytes read ahead would
  * be lost to kernel TLS.
  */
 #define STAGE_MAX  16384                /* TLS's largest plaintext record */
-#define SEND_BATCH (256 * 1024)         /* plaintext corked before one flush */
+#define SEND_BATCH (256 * 1024)         /* plaintext per tls_sendv() */
+#define OBUF_SIZE  (SEND_BATCH + 4 * (STAGE_MAX + 256))  /* its records' ciphertext */
 #define RBUF_SIZE  (256 * 1024)
 
 struct tls_link {
@@ -73,6 +75,10 @@ struct tls_link {
 	int fd;
 	bool ktls_tx, ktls_rx;          /* that direction's records are the kernel's */
 	uint8_t *stage;                 /* STAGE_MAX: small buffers gathered into one record */
+	uint8_t *obuf;                  /* OBUF_SIZE: records made, not yet sent */
+	size_t olen;
+	bool batching;                  /* in tls_sendv(): records go to obuf */
+	int send_errno;                 /* a flush failed: records were lost, no more sends */
 	uint8_t *rbuf;                  /* RBUF_SIZE: ciphertext read ahead */
 	size_t rpos, rlen;              /* rbuf[rpos..rlen) not yet given to GnuTLS */
 };
@@ -275,12 +281,47 @@ static void handshake_why(gnutls_session_t s, int ret, char *why, size_t whylen)
 		 "the peer said nothing within the timeout" : gnutls_strerror(ret));
 }
 
+/* Every byte of obuf to the socket; -1 with errno. A failure is final
+ * (send_errno): GnuTLS took those records as sent, so the stream has a
+ * hole and nothing may follow. */
+static int link_flush(struct tls_link *t)
+{
+	size_t off = 0;
+
+	while (off < t->olen) {
+		ssize_t n = send(t->fd, t->obuf + off, t->olen - off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			t->olen = 0;
+			t->send_errno = n == 0 ? EPIPE : errno;
+			errno = t->send_errno;
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	t->olen = 0;
+	return 0;
+}
+
 static ssize_t link_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int n)
 {
 	struct tls_link *t = ptr;
 	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+	size_t total = 0;
 
-	return sendmsg(t->fd, &m, MSG_NOSIGNAL);
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (t->batching && t->olen + total > OBUF_SIZE && link_flush(t) < 0)
+		return -1;
+	if (!t->batching || total > OBUF_SIZE)
+		return sendmsg(t->fd, &m, MSG_NOSIGNAL);
+	for (int i = 0; i < n; i++) {
+		memcpy(t->obuf + t->olen, iov[i].iov_base, iov[i].iov_len);
+		t->olen += iov[i].iov_len;
+	}
+	return (ssize_t)total;
 }
 
 static ssize_t link_push(gnutls_transport_ptr_t ptr, const void *buf, size_t len)
@@ -335,7 +376,7 @@ static int user_space_io(struct tls_link *t)
 {
 	if (t->ktls_tx && t->ktls_rx)
 		return 0;
-	if (!t->ktls_tx && !(t->stage = malloc(STAGE_MAX)))
+	if (!t->ktls_tx && (!(t->stage = malloc(STAGE_MAX)) || !(t->obuf = malloc(OBUF_SIZE))))
 		return -1;
 	if (!t->ktls_rx && !(t->rbuf = malloc(RBUF_SIZE)))
 		return -1;
@@ -403,6 +444,7 @@ void tls_free(struct tls_link *t)
 		return;
 	gnutls_deinit(t->s);
 	free(t->stage);
+	free(t->obuf);
 	free(t->rbuf);
 	free(t);
 }
@@ -475,8 +517,12 @@ ssize_t tls_sendv(struct tls_link *t, const struct iovec *iov, int n)
 
 		return sendmsg(t->fd, &m, MSG_NOSIGNAL);
 	}
+	if (t->send_errno) {
+		errno = t->send_errno;
+		return -1;
+	}
 	memcpy(cur, iov, (size_t)n * sizeof(*iov));
-	gnutls_record_cork(t->s);
+	t->batching = true;
 	for (;;) {
 		while (n && !p->iov_len) {      /* an empty record says nothing */
 			p++;
@@ -495,18 +541,17 @@ ssize_t tls_sendv(struct tls_link *t, const struct iovec *iov, int n)
 			p->iov_len -= (size_t)ret;
 		}
 	}
-	if (ret >= 0) {
-		/* Every corked record goes, or the connection failed: a partial
-		 * flush cannot be resumed by the caller, so it is an error too.
-		 * Not GNUTLS_RECORD_WAIT: it retries the socket's send timeout
-		 * (EAGAIN, a stalled peer) forever. */
-		do
-			ret = gnutls_record_uncork(t->s, 0);
-		while (ret == GNUTLS_E_INTERRUPTED);
-	} else {
-		gnutls_record_uncork(t->s, 0);
+	t->batching = false;
+	/* Records GnuTLS counts as sent must reach the socket, or the
+	 * connection failed (a partial batch cannot be resumed). */
+	if (link_flush(t) < 0 || t->send_errno) {
+		errno = t->send_errno;
+		return -1;
 	}
-	if (ret < 0)
+	/* A record that failed after others went: say what went; the caller
+	 * calls again with the rest and meets the error then (GnuTLS wants the
+	 * same bytes again after EAGAIN or EINTR, which the rest starts with). */
+	if (ret < 0 && !done)
 		return tls_errno(ret);
 	return (ssize_t)done;
 }
