@@ -45,7 +45,6 @@ static int parse_reply(struct chan *in, struct record rec, uint32_t *code, char 
 		       size_t msglen)
 {
 	struct stream_reply r;
-	size_t n;
 
 	if (rec.length < sizeof(r)) {
 		pr_err("%s: a reply of %llu bytes, too short", in->name, (unsigned long long)rec.length);
@@ -54,10 +53,7 @@ static int parse_reply(struct chan *in, struct record rec, uint32_t *code, char 
 	}
 	memcpy(&r, rec.payload, sizeof(r));
 	*code = r.code;
-	n = rec.length - sizeof(r);
-	/* The peer's text goes into our messages: escaped. */
-	if (msglen)
-		log_escape_mem(msg, msglen, (const char *)rec.payload + sizeof(r), n);
+	stream_reply_text(&rec, msg, msglen);
 	record_free(&rec);
 	return 0;
 }

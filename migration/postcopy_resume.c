@@ -71,14 +71,10 @@ static int resume_handshake(struct sender *s)
 	    record_read(&s->ret, &rec, 0) < 0)
 		return -1;
 	if (rec.type == REC_REPLY) {
-		char msg[256] = "";
+		char msg[256];
 
-		/* The destination's text, escaped for our message. */
-		if (rec.length > sizeof(struct stream_reply))
-			log_escape_mem(msg, sizeof(msg),
-				       (const char *)rec.payload + sizeof(struct stream_reply),
-				       rec.length - sizeof(struct stream_reply));
-		pr_err("migration: resume: the destination refused: %s", msg);
+		pr_err("migration: resume: the destination refused: %s",
+		       stream_reply_text(&rec, msg, sizeof(msg)));
 		record_free(&rec);
 		return -1;
 	}

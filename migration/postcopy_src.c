@@ -174,9 +174,7 @@ static void on_reply(struct pc_src *p, const struct record *rec)
 		return;
 	}
 	memcpy(&r, rec->payload, sizeof(r));
-	/* The destination's text goes into our messages: escaped. */
-	log_escape_mem(msg, sizeof(msg), (const char *)rec->payload + sizeof(r),
-		       rec->length - sizeof(r));
+	stream_reply_text(rec, msg, sizeof(msg));
 	if (r.code != REPLY_COMPLETE) {
 		char why[300];
 

@@ -255,6 +255,17 @@ err:
 	return -1;
 }
 
+const char *stream_reply_text(const struct record *rec, char *buf, size_t len)
+{
+	size_t head = sizeof(struct stream_reply);
+
+	if (len && rec->length <= head)
+		buf[0] = 0;
+	else
+		log_escape_mem(buf, len, (const char *)rec->payload + head, rec->length - head);
+	return buf;
+}
+
 void record_free(struct record *rec)
 {
 	if (!rec->borrowed)

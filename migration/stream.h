@@ -176,6 +176,9 @@ int record_writev_crc(struct chan *c, uint32_t type, uint32_t flags, const struc
 /* Read the next record; `want` (0 for any) must match its type. */
 int record_read(struct chan *c, struct record *rec, uint32_t want);
 void record_free(struct record *rec);
+/* A REC_REPLY record's text (the peer's bytes after struct stream_reply),
+ * escaped for our messages into buf (len bytes); "" if it has none. */
+const char *stream_reply_text(const struct record *rec, char *buf, size_t len);
 
 /* Header helpers: fill / validate (message names both versions). */
 void stream_header_init(struct stream_header *h, uint32_t flags);
